@@ -1,0 +1,3 @@
+"""talkingface: identity-preserving talking-head generation built on MetaPortrait."""
+
+__version__ = "0.1.0"

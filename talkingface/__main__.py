@@ -1,0 +1,5 @@
+import sys
+
+from talkingface.cli import main
+
+sys.exit(main())

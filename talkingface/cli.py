@@ -1,0 +1,87 @@
+"""`talkingface <verb>`: the one command-line entry point.
+
+Each verb is declared here with its flags; its handler imports the recipe that does
+the work, so `talkingface --help` stays fast and a verb's heavy imports load only
+when that verb runs. User errors (`TalkingFaceError`) print as one line and exit 2;
+`--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from talkingface.errors import TalkingFaceError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+# --------------------------------------------------------------------------- verbs
+def _add_infer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="Reconstruct an official-layout dataset with a base-model checkpoint.")
+    p.add_argument("--config", required=True, help="Model/data YAML (official schema).")
+    p.add_argument("--ckpt", required=True, help="Base-model checkpoint (official format or ours).")
+    p.add_argument("--data", default=None, help="Dataset root; defaults to the config's dataset root.")
+    p.add_argument("--out", default="./saved", help="Output folder: out/output_256/*.png and out/out_256.mp4.")
+    p.add_argument("--fps", type=float, default=23.98, help="Frame rate of the output video.")
+    p.add_argument("--batch-size", type=int, default=1, help="Driving frames per forward pass.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.add_argument("--no-video", action="store_true", help="Write the PNG frames only.")
+    p.set_defaults(handler=_run_infer)
+
+
+def _run_infer(args: argparse.Namespace) -> None:
+    from talkingface.recipes.infer import InferOptions, run_inference
+
+    run_inference(InferOptions(
+        config=args.config, ckpt=args.ckpt, data_root=args.data, save_dir=args.out, fps=args.fps,
+        batch_size=args.batch_size, device=args.device, write_video=not args.no_video))
+
+
+VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_infer,
+]
+
+
+# --------------------------------------------------------------------------- entry
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="talkingface", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="Show full tracebacks on errors.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for add in VERBS:
+        add(sub)
+    return parser
+
+
+def run_guarded(fn: Callable[[], None], debug: bool, prog: str = "talkingface") -> int:
+    """Run `fn`, turning failures into one stderr line and an exit code."""
+    try:
+        fn()
+    except TalkingFaceError as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - last resort: one line, never a bare traceback
+        if debug:
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: args.handler(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
