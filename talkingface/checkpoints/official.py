@@ -1,0 +1,250 @@
+"""Checkpoints in the official MetaPortrait layout, and the mapping to our module names.
+
+Official file: torch.save({"generator", "discriminator", "optimizer_generator",
+"optimizer_discriminator", "epoch"}). Files we write add a "talkingface" entry with
+the landmark scheme, identity size, resolution and the resolved config, plus resume
+state under extra keys. A file without "talkingface" metadata is official: dense669
+landmarks, 256-d identity, 256x256.
+
+Everything loads with torch.load(weights_only=True): no pickled code.
+"""
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from talkingface.config import Config
+from talkingface.errors import CheckpointError
+from talkingface.utils.atomic import atomic_torch_save
+
+FORMAT_VERSION = 1
+META_KEY = "talkingface"
+
+# --------------------------------------------------------------------------- names
+def _spade_block_names(count: int) -> list[str]:
+    """Official SPADE block names: head_0, G_middle_0.., then the last four are up_0..up_3."""
+    early = max(0, count - 4)
+    names = (["head_0"] + [f"G_middle_{i}" for i in range(early - 1)]) if early else []
+    return names + [f"up_{i}" for i in range(count - early)]
+
+
+def _rules(spade_blocks: int) -> list[tuple[str, str | Callable[[re.Match], str]]]:
+    names = _spade_block_names(spade_blocks)
+    return [
+        # prefixes
+        (r"^warp\.motion_encoder\.convs\.(\d+)\.", lambda m: f"ladder_network.layer{int(m[1]) + 1}."),
+        (r"^warp\.motion_encoder\.", "ladder_network."),
+        (r"^warp\.motion_net\.", "dense_motion_network."),
+        (r"^refine\.source_encoder\.", "feature_encoder."),
+        (r"^refine\.fuse_finest\.", "fuse_high_res."),
+        (r"^refine\.decoder\.stem\.", "SPDAE_G.conv1."),
+        (r"^refine\.decoder\.blocks\.(\d+)\.", lambda m: f"SPDAE_G.{names[int(m[1])]}."),
+        (r"^refine\.decoder\.to_rgb\.", "SPDAE_G.conv_img."),
+        (r"^patch_discs\.([^.]+)\.blocks\.", r"discs.\1.down_blocks."),
+        (r"^patch_discs\.([^.]+)\.to_logits\.", r"discs.\1.conv."),
+        # hourglasses
+        (r"\.down\.(\d+)\.", r".encoder.down_blocks.\1."),
+        (r"\.up\.(\d+)\.", r".decoder.up_blocks.\1."),
+        (r"\.extra\.", ".SameBlock2d."),
+        (r"\.flow_head\.norm\.", ".reger.0."),
+        (r"\.flow_head\.conv\.", ".reger.2."),
+        (r"\.occlusion_head\.norm\.", ".occlusion_net.0."),
+        (r"\.occlusion_head\.conv\.", ".occlusion_net.2."),
+        # AdaIN / SPADE internals
+        (r"\.shared\.", ".mlp_shared.0."),
+        (r"\.to_gamma\.", ".mlp_gamma."),
+        (r"\.to_beta\.", ".mlp_beta."),
+        (r"\.attention\.", ".mlp_attention.0."),
+        (r"\.plain_norm\.", ".param_free_norm."),
+        (r"\.id_adain\.style\.weight$", ".adain.style.linear.weight_orig"),  # equalised-lr weight
+        (r"\.id_adain\.style\.bias$", ".adain.style.linear.bias"),
+        (r"\.conv_skip\.", ".conv_s."),
+        (r"\.norm_skip\.", ".norm_s."),
+    ]
+
+
+def official_names(keys, spade_blocks: int) -> dict[str, str]:
+    """Map each of our state-dict keys to its official name (bijective for one model)."""
+    rules = [(re.compile(p), r) for p, r in _rules(spade_blocks)]
+    out = {}
+    for key in keys:
+        name = key
+        for pattern, repl in rules:
+            name = pattern.sub(repl, name)
+        out[key] = name
+    if len(set(out.values())) != len(out):
+        raise AssertionError("official key mapping is not one-to-one")  # a bug in the rules
+    return out
+
+
+def to_official(state_dict: dict[str, torch.Tensor], spade_blocks: int) -> dict[str, torch.Tensor]:
+    names = official_names(state_dict.keys(), spade_blocks)
+    return {names[k]: v for k, v in state_dict.items()}
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class CheckpointMeta:
+    """What a generator needs to match its data. Official files get the official values."""
+
+    landmark_scheme: str = "dense669"
+    identity_dim: int = 256
+    resolution: int = 256
+    config: dict[str, Any] | None = None  # the resolved YAML the model was trained with
+    official: bool = True  # no talkingface metadata in the file
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "landmark_scheme": self.landmark_scheme,
+                "identity_dim": self.identity_dim, "resolution": self.resolution, "config": self.config}
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "CheckpointMeta":
+        return cls(landmark_scheme=cfg.model.landmark_scheme, identity_dim=cfg.model.generator.class_dim,
+                   resolution=cfg.resolution[0], config=cfg.to_dict(), official=False)
+
+    def check_matches(self, cfg: Config, path: str | Path) -> None:
+        wanted = CheckpointMeta.from_config(cfg)
+        for name in ("landmark_scheme", "identity_dim", "resolution"):
+            have, want = getattr(self, name), getattr(wanted, name)
+            if have != want:
+                origin = "an official checkpoint" if self.official else "the checkpoint"
+                raise CheckpointError(f"{origin} has {name}={have} but the config has {name}={want}; "
+                                      "use a config that matches the checkpoint", path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) with every failure turned into one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint file not found", path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot be read as a PyTorch checkpoint; truncated or corrupt? ({first[:160]})",
+                              path) from None
+    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types; report them as one line
+        if type(e).__name__ == "UnpicklingError":
+            raise CheckpointError("holds pickled code or objects; only weights-only checkpoints are accepted",
+                                  path) from None
+        raise
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"not a MetaPortrait checkpoint (a {type(obj).__name__}, expected a dict)", path)
+    return obj
+
+
+def _strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints saved from a DDP-wrapped model prefix every key with 'module.'."""
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def checkpoint_meta(ckpt: dict[str, Any]) -> CheckpointMeta:
+    meta = ckpt.get(META_KEY)
+    if not isinstance(meta, dict):
+        return CheckpointMeta()
+    return CheckpointMeta(landmark_scheme=str(meta.get("landmark_scheme", "dense669")),
+                          identity_dim=int(meta.get("identity_dim", 256)), resolution=int(meta.get("resolution", 256)),
+                          config=meta.get("config"), official=False)
+
+
+def _summarise(keys, limit: int = 4) -> str:
+    keys = sorted(keys)
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_official_state(model: nn.Module, official_sd: dict[str, torch.Tensor], spade_blocks: int,
+                        path: str | Path, what: str, only_prefixes: tuple[str, ...] | None = None) -> None:
+    """Strictly load an official-layout state dict into `model` (our names).
+
+    Every official key must be used and every parameter filled; otherwise the error
+    names the missing and unexpected keys. `only_prefixes` restricts the load to our
+    keys with those prefixes (e.g. the warp part for the full stage's warp_ckpt).
+    """
+    official_sd = _strip_module_prefix(official_sd)
+    ours = model.state_dict()
+    names = official_names(ours.keys(), spade_blocks)
+    if only_prefixes is not None:
+        names = {k: v for k, v in names.items() if k.startswith(only_prefixes)}
+        official_sd = {k: v for k, v in official_sd.items() if k in set(names.values())}
+    expected = set(names.values())
+    present = set(official_sd)
+    missing, unexpected = expected - present, present - expected
+    if len(expected & present) < 0.5 * len(expected):
+        raise CheckpointError(f"its {what} is not a MetaPortrait {what} of this architecture "
+                              f"(only {len(expected & present)} of {len(expected)} keys match; "
+                              f"e.g. it has {_summarise(unexpected, 3) or 'no usable keys'})", path)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_summarise(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_summarise(unexpected)})")
+        raise CheckpointError(f"{what} does not match the config's architecture: " + "; ".join(parts), path)
+    wrong = [f"{official} {tuple(official_sd[official].shape)} vs {tuple(ours[k].shape)}"
+             for k, official in names.items() if official_sd[official].shape != ours[k].shape]
+    if wrong:
+        raise CheckpointError(f"{what} has {len(wrong)} tensors of the wrong shape for the config "
+                              f"({'; '.join(wrong[:3])})", path)
+    converted = {k: official_sd[official].to(ours[k].dtype) for k, official in names.items()}
+    model.load_state_dict(converted, strict=only_prefixes is None)
+
+
+def has_spectral_norm(official_sd: dict[str, torch.Tensor]) -> bool:
+    """Spectral norm shows as `weight_u` keys. (The identity AdaIN's `weight_orig` is an
+    equalised-learning-rate weight, not spectral norm, and stays either way.)"""
+    return any(k.endswith(".weight_u") for k in official_sd)
+
+
+@dataclass
+class LoadedGenerator:
+    model: nn.Module
+    meta: CheckpointMeta
+    checkpoint: dict[str, Any] = field(repr=False)
+
+
+def load_generator(path: str | Path, cfg: Config, map_location: str | torch.device = "cpu") -> LoadedGenerator:
+    """Build the config's generator and strictly load a checkpoint's `generator` into it."""
+    from talkingface.models.build import build_generator
+
+    ckpt = read_checkpoint(path)
+    sd = ckpt.get("generator")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError("not a MetaPortrait checkpoint (no 'generator' state dict; top-level keys: "
+                              f"{_summarise(map(str, ckpt.keys()), 6)})", path)
+    meta = checkpoint_meta(ckpt)
+    meta.check_matches(cfg, path)
+    sd = _strip_module_prefix(sd)
+    model = build_generator(cfg, spectral_norm=has_spectral_norm(sd))
+    load_official_state(model, sd, cfg.model.generator.spade_num_blocks, path, "generator")
+    return LoadedGenerator(model.to(map_location), meta, ckpt)
+
+
+# --------------------------------------------------------------------------- writing
+def save_checkpoint(path: str | Path, cfg: Config, generator: nn.Module, discriminator: nn.Module | None = None,
+                    epoch: int = 0, optimizer_generator: dict | None = None,
+                    optimizer_discriminator: dict | None = None, extra: dict[str, Any] | None = None) -> None:
+    """Write the official layout (+ our metadata and any resume state) atomically."""
+    blocks = cfg.model.generator.spade_num_blocks
+    ckpt: dict[str, Any] = {
+        "generator": to_official(generator.state_dict(), blocks),
+        "discriminator": to_official(discriminator.state_dict(), blocks) if discriminator is not None else {},
+        "optimizer_generator": optimizer_generator or {},
+        "optimizer_discriminator": optimizer_discriminator or {},
+        "epoch": int(epoch),
+        META_KEY: CheckpointMeta.from_config(cfg).to_dict(),
+    }
+    if extra:
+        clash = set(extra) & set(ckpt)
+        if clash:
+            raise ValueError(f"extra checkpoint keys clash with the official ones: {sorted(clash)}")
+        ckpt.update(extra)
+    atomic_torch_save(ckpt, path)

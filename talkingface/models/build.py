@@ -1,0 +1,60 @@
+"""Config -> model. The one place where official config names become our model specs."""
+from __future__ import annotations
+
+from talkingface.config import Config
+from talkingface.models.discriminator import DiscriminatorSpec, MultiScaleDiscriminator
+from talkingface.models.generator import MetaPortraitGenerator
+from talkingface.models.refinement import RefinementSpec
+from talkingface.models.warping import WarpingSpec
+
+
+def generator_specs(cfg: Config, spectral_norm: bool | None = None) -> tuple[WarpingSpec, RefinementSpec]:
+    """`spectral_norm` overrides the config's use_SN (a checkpoint saved with --remove_sn has none)."""
+    g = cfg.model.generator
+    dm = g.dense_motion_params
+    sn = g.use_SN if spectral_norm is None else spectral_norm
+    warp = WarpingSpec(
+        in_channels=cfg.model.common.num_channels + 6,
+        encoder_input_size=g.ladder.input_size,
+        encoder_base=g.ladder.base_channels,
+        encoder_layers=g.ladder.num_layers,
+        code_dim=g.ladder.z_dim,
+        spectral_norm=sn,
+        motion_base=dm.block_expansion,
+        motion_max=dm.max_features,
+        motion_blocks=dm.num_blocks,
+        motion_skip_levels=dm.dec_lease,
+        motion_extra_blocks=dm.Lwarp,
+        occlusion=dm.occlusion,
+    )
+    refine = RefinementSpec(
+        image_channels=cfg.model.common.num_channels,
+        source_base=g.block_expansion,
+        source_max=g.max_features,
+        source_blocks=g.feature_num_blocks,
+        instance_norm=g.use_IN,
+        identity_dim=g.class_dim,
+        decoder_channels=g.conv_dim,
+        decoder_start_size=g.spade_start_size,
+        decoder_blocks=g.spade_num_blocks,
+        spectral_norm=sn,
+        gaze_heatmaps=g.with_gaze_htmap,
+        line_images=g.with_ldmk_line,
+        mouth_line=g.with_mouth_line,
+    )
+    return warp, refine
+
+
+def build_generator(cfg: Config, spectral_norm: bool | None = None) -> MetaPortraitGenerator:
+    return MetaPortraitGenerator(*generator_specs(cfg, spectral_norm))
+
+
+def discriminator_spec(cfg: Config) -> DiscriminatorSpec:
+    d = cfg.model.discriminator
+    return DiscriminatorSpec(scales=tuple(d.scales), image_channels=cfg.model.common.num_channels,
+                             base=d.block_expansion, max_channels=d.max_features, num_blocks=d.num_blocks,
+                             spectral_norm=d.sn)
+
+
+def build_discriminator(cfg: Config) -> MultiScaleDiscriminator:
+    return MultiScaleDiscriminator(discriminator_spec(cfg))
