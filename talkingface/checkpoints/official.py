@@ -178,10 +178,7 @@ def load_official_state(model: nn.Module, official_sd: dict[str, torch.Tensor], 
     expected = set(names.values())
     present = set(official_sd)
     missing, unexpected = expected - present, present - expected
-    if len(expected & present) < 0.5 * len(expected):
-        raise CheckpointError(f"its {what} is not a MetaPortrait {what} of this architecture "
-                              f"(only {len(expected & present)} of {len(expected)} keys match; "
-                              f"e.g. it has {_summarise(unexpected, 3) or 'no usable keys'})", path)
+    _check_overlap(expected, present, path, what)
     if missing or unexpected:
         parts = []
         if missing:
@@ -196,6 +193,19 @@ def load_official_state(model: nn.Module, official_sd: dict[str, torch.Tensor], 
                               f"({'; '.join(wrong[:3])})", path)
     converted = {k: official_sd[official].to(ours[k].dtype) for k, official in names.items()}
     model.load_state_dict(converted, strict=only_prefixes is None)
+
+
+def _check_overlap(expected: set[str], present: set[str], path, what: str) -> None:
+    """Fewer than half the keys in common: this file holds some other network."""
+    common = len(expected & present)
+    if common < 0.5 * len(expected):
+        raise CheckpointError(f"its {what} is not a MetaPortrait {what} (only {common} of {len(expected)} keys "
+                              f"match; e.g. it has {_summarise(present - expected, 3) or 'no usable keys'})", path)
+
+
+def _check_is_generator(model: nn.Module, official_sd: dict, spade_blocks: int, path) -> None:
+    names = official_names(model.state_dict().keys(), spade_blocks)
+    _check_overlap(set(names.values()), set(official_sd), path, "generator")
 
 
 def has_spectral_norm(official_sd: dict[str, torch.Tensor]) -> bool:
@@ -220,11 +230,13 @@ def load_generator(path: str | Path, cfg: Config, map_location: str | torch.devi
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError("not a MetaPortrait checkpoint (no 'generator' state dict; top-level keys: "
                               f"{_summarise(map(str, ckpt.keys()), 6)})", path)
-    meta = checkpoint_meta(ckpt)
-    meta.check_matches(cfg, path)
     sd = _strip_module_prefix(sd)
     model = build_generator(cfg, spectral_norm=has_spectral_norm(sd))
-    load_official_state(model, sd, cfg.model.generator.spade_num_blocks, path, "generator")
+    blocks = cfg.model.generator.spade_num_blocks
+    _check_is_generator(model, sd, blocks, path)  # another model's file: say so before anything else
+    meta = checkpoint_meta(ckpt)
+    meta.check_matches(cfg, path)
+    load_official_state(model, sd, blocks, path, "generator")
     return LoadedGenerator(model.to(map_location), meta, ckpt)
 
 

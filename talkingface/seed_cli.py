@@ -1,0 +1,53 @@
+"""The seed's front door: `python run_talkingface.py --model=<name> ...`.
+
+Accepts the seed's commands verbatim, including its `--model==name` spelling, and
+hands each model name to the same recipe as `talkingface <verb>`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from talkingface.cli import run_guarded
+from talkingface.errors import TalkingFaceError
+
+PROG = "run_talkingface.py"
+MODELS = ("metaportraitbaseinference", "metaportraitbasetrain", "metaportraitsr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Seed-compatible entry point of talkingface.")
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODELS)}")
+    p.add_argument("--config", required=True, help="YAML config (official schema)")
+    p.add_argument("--ckpt", default=None, help="checkpoint to load")
+    p.add_argument("--save_dir", default="./saved", help="output folder (inference)")
+    p.add_argument("--fps", type=float, default=23.98, help="output video frame rate (inference)")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=1, help="frames per forward (inference)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--fp16", action="store_true", help="mixed precision (training)")
+    p.add_argument("--stage", default="Full", help="Warp | Full (training)")
+    p.add_argument("--task", default="Meta", help="Pretrain | Meta | Eval (training)")
+    p.add_argument("--remove_sn", action="store_true", help="remove spectral norm (meta-training)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _run(args: argparse.Namespace) -> None:
+    model = args.model.lstrip("=").strip().lower()  # the seed writes --model==name
+    if model == "metaportraitbaseinference":
+        from talkingface.recipes.infer import InferOptions, run_inference
+
+        if args.ckpt is None:
+            raise TalkingFaceError("--ckpt is required for metaportraitbaseinference")
+        run_inference(InferOptions(config=args.config, ckpt=args.ckpt, save_dir=args.save_dir, fps=args.fps,
+                                   batch_size=args.batch_size, device=args.device))
+    elif model in MODELS:
+        raise TalkingFaceError(f"--model={model} is not available in this version yet")
+    else:
+        raise TalkingFaceError(f"unknown --model {args.model!r}; expected one of: {', '.join(MODELS)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return run_guarded(lambda: _run(args), args.debug, PROG)

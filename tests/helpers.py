@@ -1,0 +1,52 @@
+"""Small builders shared by tests: tiny official-layout datasets and tiny checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from talkingface.checkpoints.official import save_checkpoint
+from talkingface.config import load_config
+from talkingface.data.writer import DrivingFrame, IdentityRecord, write_official_dataset
+from talkingface.models.build import build_discriminator, build_generator
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config" / "meta_portrait_64_tiny.yaml"
+
+
+def smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour image (blobs, not white noise), uint8 H x W x 3."""
+    coarse = rng.random((8, 8, 3))
+    y = np.linspace(0, 7, size)
+    yi = np.clip(y.astype(int), 0, 6)
+    t = (y - yi)[:, None]
+    rows = coarse[yi] * (1 - t[..., None]) + coarse[yi + 1] * t[..., None]
+    cols = rows[:, yi] * (1 - t[None, :, :]) + rows[:, yi + 1] * t[None, :, :]
+    return (cols * 255).astype(np.uint8)
+
+
+def random_landmarks(rng: np.random.Generator, num_points: int = 669) -> np.ndarray:
+    return (0.25 + 0.5 * rng.random((num_points, 2))).astype(np.float32)
+
+
+def make_tiny_dataset(root: Path, frames_per_identity=(3, 2), size: int = 64, identity_dim: int = 16,
+                      names=None, seed: int = 0) -> Path:
+    """Identities with smooth random images and random dense669 landmarks."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for k, count in enumerate(frames_per_identity):
+        frame_names = names[k] if names else [f"{i:08d}.png" for i in range(count)]
+        frames = [DrivingFrame(n, smooth_image(rng, size), random_landmarks(rng)) for n in frame_names]
+        ident = rng.standard_normal(identity_dim).astype(np.float32)
+        records.append(IdentityRecord(smooth_image(rng, size), random_landmarks(rng),
+                                      ident / np.linalg.norm(ident), frames))
+    return write_official_dataset(root, records)
+
+
+def make_tiny_checkpoint(path: Path, config: Path = TINY_CONFIG, seed: int = 0) -> Path:
+    cfg = load_config(config)
+    torch.manual_seed(seed)
+    generator, discriminator = build_generator(cfg), build_discriminator(cfg)
+    save_checkpoint(path, cfg, generator, discriminator, epoch=0)
+    return path
