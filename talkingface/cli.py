@@ -39,8 +39,24 @@ def _run_infer(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, device=args.device, write_video=not args.no_video))
 
 
+def _add_sample_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample-data", help="Copy the bundled official-layout sample dataset to a folder.")
+    p.add_argument("dest", nargs="?", default="dataset/meta_portrait_base_data",
+                   help="Destination (default: the eval config's dataset root).")
+    p.add_argument("--force", action="store_true", help="Replace a non-empty destination (else it is kept).")
+    p.set_defaults(handler=_run_sample_data)
+
+
+def _run_sample_data(args: argparse.Namespace) -> None:
+    from talkingface.data.sample import install_sample_data
+
+    dest, written = install_sample_data(args.dest, args.force)
+    print(f"Sample dataset written to {dest}" if written else f"{dest} already exists; kept it (--force replaces it)")
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_infer,
+    _add_sample_data,
 ]
 
 
