@@ -52,7 +52,15 @@ class DatasetConfig:
     jitter_sigma: float = 5.0  # pixels
     focal_loss: float = 0.0  # reference option: weight map over the face box instead of eye masks
     num_mask_classes: int = 11  # read by the reference; unused without masks
-    num_target_samples: int = 1  # meta: target frames per task (extension of the reference's hard-coded 1)
+    # Meta-learning (Reptile) task sampling; read from this section by the reference.
+    num_classes_per_set: int = 1  # identities per task
+    num_support_samples: int = 1  # support (driving) frames per identity
+    num_target_samples: int = 1  # target frames per identity
+    shot: int = 1  # source frames per identity (the reference always uses 1)
+    N_ldmk: int = 0  # read by the reference; unused
+    ngpus: int = 1  # multiplies support/target counts in the reference (always forced to 1 there)
+    meta_batch_size: int = 0  # support frames per inner step; 0 = all of them
+    inner_update_steps: int = 2  # inner Adam steps per task
     blocks: dict[str, DataRootConfig] = field(default_factory=dict)  # the named blocks listed in train_data
 
     def data_block(self) -> DataRootConfig:
@@ -180,9 +188,6 @@ class TrainConfig:
     inner_warplr_tune: float = 0.1
     inner_beta_1: float = 0.5
     inner_beta_2: float = 0.999
-    inner_update_steps: int = 2  # Adam steps on each task's support frames
-    num_support_samples: int = 1  # support frames per task
-    meta_batch_size: int = 1  # tasks per outer step (per rank)
     # Logging and checkpoints
     tensorboard: bool = True
     event_save_path: str = "./results/events/"
@@ -192,8 +197,8 @@ class TrainConfig:
     ckpt_save_freq: int = 1
     print_freq: int = 1000
     eval_freq: int = 10000
-    use_mask: bool = False  # read by the reference discriminator wrapper; unused
-    num_mask_classes: int = 11
+    use_mask: bool = False  # read by older reference versions; unused
+    num_mask_classes: int = 11  # read by older reference versions; unused
     id_network: str | None = None  # extension: identity network file enabling the identity loss
 
 
