@@ -13,9 +13,8 @@ from talkingface.checkpoints.official import load_generator, read_checkpoint
 from talkingface.config import load_config
 from talkingface.landmarks.encoding import draw_line_image, eye_mask, mouth_mask, normalized_subset
 from talkingface.landmarks.scheme import get_scheme
-from talkingface.models.generator import GeneratorInputs
 
-from conftest import EVAL_CONFIG, FULL_CONFIG
+from conftest import EVAL_CONFIG, fixture_inputs
 
 FLOAT_TOL = 1e-4
 
@@ -47,35 +46,6 @@ def test_subset_and_masks_match(base_fixture):
         sub = normalized_subset(base_fixture["driving_ldmk_669"][b], scheme)
         assert np.array_equal(eye_mask(sub, scheme, 256, 256), base_fixture["eye_mask"][b])
         assert np.array_equal(mouth_mask(sub, scheme, 256, 256), base_fixture["mouth_mask"][b])
-
-
-@pytest.fixture(scope="module")
-def official_ckpt_file(tmp_path_factory, base_manifest, fill_state_dict):
-    """An official-format checkpoint file holding the parity weights."""
-    path = tmp_path_factory.mktemp("ckpt") / "ckpt_base.pth.tar"
-    torch.save({"generator": fill_state_dict(base_manifest["generator"]),
-                "discriminator": fill_state_dict(base_manifest["discriminator"]), "epoch": 0}, path)
-    return path
-
-
-def fixture_inputs(fx) -> GeneratorInputs:
-    scheme = get_scheme("dense669")
-    t = torch.from_numpy
-    subsets = np.stack([normalized_subset(p, scheme) for p in fx["driving_ldmk_669"]])
-    return GeneratorInputs(
-        source=t(fx["source"]), identity=t(fx["source_id"]),
-        source_line=t(fx["source_line_u8"]).permute(0, 3, 1, 2).float() / 255,
-        driving_line=t(fx["driving_line_u8"]).permute(0, 3, 1, 2).float() / 255,
-        driving_subset=t(subsets), mouth_mask=t(fx["mouth_mask"]))
-
-
-@pytest.fixture(scope="module")
-def official_outputs(official_ckpt_file, base_fixture):
-    cfg = load_config(FULL_CONFIG)
-    model = load_generator(official_ckpt_file, cfg).model.eval()
-    with torch.inference_mode():
-        out = model(fixture_inputs(base_fixture), stage="full")
-    return model, out
 
 
 def _report(name, ours, ref):
