@@ -54,8 +54,56 @@ def _run_sample_data(args: argparse.Namespace) -> None:
     print(f"Sample dataset written to {dest}" if written else f"{dest} already exists; kept it (--force replaces it)")
 
 
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Training flags shared by `talkingface train` and the seed's metaportraitbasetrain."""
+    p.add_argument("--out", dest="out_dir", default=None,
+                   help="Checkpoint/log folder (default: saved/ckpt_<stage>/<exp_name>).")
+    p.add_argument("--resume", default=None, help="Checkpoint to resume, or 'auto' for the newest in --out.")
+    p.add_argument("--warp-ckpt", default=None, help="Full stage: warp-stage checkpoint (overrides model.warp_ckpt).")
+    p.add_argument("--data", dest="data_root", default=None, help="Dataset root (overrides the config).")
+    p.add_argument("--max-steps", type=int, default=None, help="Stop after this many iterations (with a checkpoint).")
+    p.add_argument("--epochs", type=int, default=None, help="Override train.epochs.")
+    p.add_argument("--ckpt-every", type=int, default=None, help="Override train.ckpt_save_iter_freq.")
+    p.add_argument("--log-every", type=int, default=None, help="Override train.print_freq.")
+    p.add_argument("--image-every", type=int, default=None, help="Override train.event_save_freq.")
+    p.add_argument("--vgg19", default=None, help="VGG19 ImageNet weights (torchvision layout).")
+    p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19 for the perceptual loss.")
+    p.add_argument("--skip-bad", action="store_true", help="Skip unreadable frames with a warning.")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+
+
+def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: int | None, init_ckpt: str | None):
+    from talkingface.recipes.train import TrainOptions
+
+    return TrainOptions(
+        config=args.config, stage=stage, out_dir=args.out_dir, resume=args.resume, init_ckpt=init_ckpt,
+        warp_ckpt=args.warp_ckpt, data_root=args.data_root, mixed_precision=args.fp16, device=args.device,
+        max_steps=args.max_steps, epochs=args.epochs, batch_size=batch_size, ckpt_every=args.ckpt_every,
+        log_every=args.log_every, image_every=args.image_every, vgg19=args.vgg19, random_vgg=args.random_vgg,
+        skip_bad=args.skip_bad, num_workers=args.num_workers)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="Pretrain the base model: the warp stage, then the full stage.")
+    p.add_argument("--config", required=True, help="Training YAML (official schema).")
+    p.add_argument("--stage", choices=["warp", "full"], required=True)
+    p.add_argument("--fp16", action="store_true", help="Mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU.")
+    p.add_argument("--batch-size", type=int, default=None, help="Global batch (overrides train.batch_size).")
+    p.add_argument("--init", dest="init_ckpt", default=None, help="Start from this checkpoint's weights.")
+    add_train_arguments(p)
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from talkingface.recipes.train import run_training
+
+    run_training(train_options_from_args(args, args.stage, args.batch_size, args.init_ckpt))
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_infer,
+    _add_train,
     _add_sample_data,
 ]
 

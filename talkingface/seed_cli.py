@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from talkingface.cli import run_guarded
+from talkingface.cli import add_train_arguments, run_guarded, train_options_from_args
 from talkingface.errors import TalkingFaceError
 
 PROG = "run_talkingface.py"
@@ -24,12 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_dir", default="./saved", help="output folder (inference)")
     p.add_argument("--fps", type=float, default=23.98, help="output video frame rate (inference)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=1, help="frames per forward (inference)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="mixed precision (training)")
     p.add_argument("--stage", default="Full", help="Warp | Full (training)")
     p.add_argument("--task", default="Meta", help="Pretrain | Meta | Eval (training)")
     p.add_argument("--remove_sn", action="store_true", help="remove spectral norm (meta-training)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    train = p.add_argument_group("training (metaportraitbasetrain)")
+    add_train_arguments(train)
     return p
 
 
@@ -42,6 +43,18 @@ def _run(args: argparse.Namespace) -> None:
             raise TalkingFaceError("--ckpt is required for metaportraitbaseinference")
         run_inference(InferOptions(config=args.config, ckpt=args.ckpt, save_dir=args.save_dir, fps=args.fps,
                                    batch_size=args.batch_size, device=args.device))
+    elif model == "metaportraitbasetrain":
+        stage, task = args.stage.lower(), args.task.lower()
+        if stage not in ("warp", "full"):
+            raise TalkingFaceError(f"--stage must be Warp or Full, not {args.stage!r}")
+        if task == "pretrain":
+            from talkingface.recipes.train import run_training
+
+            run_training(train_options_from_args(args, stage, None, args.ckpt))
+        elif task == "meta":
+            raise TalkingFaceError("--task Meta is not available in this version yet")
+        else:
+            raise TalkingFaceError(f"--task must be Pretrain or Meta, not {args.task!r}")
     elif model in MODELS:
         raise TalkingFaceError(f"--model={model} is not available in this version yet")
     else:

@@ -19,9 +19,12 @@ from talkingface.models.discriminator import MultiScaleDiscriminator
 def perceptual(vgg: VGG19Features, pred: dict[float, torch.Tensor], real: dict[float, torch.Tensor],
                weights: list[float]) -> torch.Tensor:
     """sum over scales and VGG taps of weight * mean |vgg(pred) - vgg(real)|."""
+    used = max((i + 1 for i, w in enumerate(weights) if w), default=0)
     total = 0
+    if not used:
+        return total
     for scale in pred:
-        for w, a, b in zip(weights, vgg(pred[scale]), vgg(real[scale])):
+        for w, a, b in zip(weights, vgg(pred[scale], used), vgg(real[scale], used)):
             total = total + w * (a - b.detach()).abs().mean()
     return total
 

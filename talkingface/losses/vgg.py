@@ -86,11 +86,12 @@ class VGG19Features(nn.Module):
             raise CheckpointError(f"VGG19 weights of the wrong shape ({str(e).splitlines()[-1][:120]})", path) from None
         return self
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # x: B x 3 x H x W in 0..1 -> five feature maps
+    def forward(self, x: torch.Tensor, num_taps: int = len(_TAPS)) -> list[torch.Tensor]:
+        # x: B x 3 x H x W in 0..1 -> the first `num_taps` of the five feature maps
+        # (layers past the last tap needed are not run at all).
         x = (x - self.mean) / self.std
         taps = []
-        for i, layer in enumerate(self.features[: _TAPS[-1] + 1]):
+        for i, layer in enumerate(self.features[: _TAPS[num_taps - 1] + 1]):
             x = layer(x)
             if i in _TAPS:
                 taps.append(x)

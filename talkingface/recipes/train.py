@@ -1,0 +1,361 @@
+"""Pretraining recipe: the warp stage, then the full stage (reference section 4).
+
+One loop for both stages, readable top to bottom:
+  G step: losses -> (scaled) backward -> nan_to_num -> clip 0.3 -> Adam
+  D step (full stage): LSGAN loss on the detached prediction -> same guards -> Adam
+Checkpoints are official-format files with resume state under extra keys, written
+atomically every N iterations and at each epoch end. `torchrun` runs it on many
+processes (DDP; gloo on CPU, NCCL on GPU); rank 0 logs and saves.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from talkingface.checkpoints.official import (
+    load_official_state, read_checkpoint, save_checkpoint, checkpoint_meta)
+from talkingface.config import Config, load_config
+from talkingface.data.official import OfficialDataset
+from talkingface.errors import CheckpointError, ConfigError, DataError, TalkingFaceError
+from talkingface.landmarks.scheme import get_scheme
+from talkingface.losses.metaportrait import MetaPortraitLoss
+from talkingface.losses.vgg import VGG19Features, find_vgg19_weights
+from talkingface.models.build import build_discriminator, build_generator
+from talkingface.recipes.infer import batch_inputs
+from talkingface.training.checkpointing import checkpoint_name, latest_resumable, remove_partials
+from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
+from talkingface.training.logging import TrainLogger
+from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
+from talkingface.training.state import capture_rng, restore_rng
+from talkingface.utils.atomic import atomic_path
+from talkingface.utils.device import resolve_device
+
+STAGES = ("warp", "full")
+
+
+class TrainingError(TalkingFaceError):
+    """Training cannot go on (e.g. the loss kept being NaN)."""
+
+
+@dataclass
+class TrainOptions:
+    config: str
+    stage: str = "warp"  # warp | full
+    out_dir: str | None = None  # default: saved/ckpt_<stage>/<exp_name>, as the seed says
+    resume: str | None = None  # a checkpoint path, or "auto": the newest resumable one in out_dir
+    init_ckpt: str | None = None  # start from this checkpoint's weights (not its optimiser state)
+    warp_ckpt: str | None = None  # full stage: overrides model.warp_ckpt
+    data_root: str | None = None  # overrides the config's dataset root
+    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU
+    device: str = "auto"
+    max_steps: int | None = None  # stop (with a checkpoint) after this many iterations in total
+    epochs: int | None = None  # overrides train.epochs
+    batch_size: int | None = None  # overrides train.batch_size (global, split across ranks)
+    ckpt_every: int | None = None  # overrides train.ckpt_save_iter_freq
+    log_every: int | None = None  # overrides train.print_freq (scalars)
+    image_every: int | None = None  # overrides train.event_save_freq (image grids)
+    vgg19: str | None = None  # VGG19 ImageNet weights file
+    random_vgg: bool = False  # smoke tests only: perceptual loss on an untrained VGG19
+    skip_bad: bool = False  # skip unreadable frames with a warning instead of stopping
+    max_bad_steps: int = 10  # consecutive non-finite losses tolerated before stopping
+    num_workers: int = 0
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last_checkpoint: Path | None
+    iterations: int
+    history: list[dict[str, float]]  # per-iteration losses, mean over ranks
+    local_history: list[dict[str, float]] = field(default_factory=list, repr=False)  # this rank's own losses
+    generator: torch.nn.Module | None = field(default=None, repr=False)
+    discriminator: torch.nn.Module | None = field(default=None, repr=False)
+
+
+class SkipBadFrames(torch.utils.data.Dataset):
+    """Replace an unreadable item by the next readable one, warning once per file."""
+
+    def __init__(self, dataset: OfficialDataset):
+        self.dataset = dataset
+        self.bad: set[int] = set()
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        for offset in range(len(self.dataset)):
+            i = (index + offset) % len(self.dataset)
+            if i in self.bad:
+                continue
+            try:
+                return self.dataset[i]
+            except DataError as e:
+                self.bad.add(i)
+                warnings.warn(f"skipping bad frame: {e}")
+        raise DataError("no readable frames left", self.dataset.root)
+
+
+def _apply_overrides(cfg: Config, opts: TrainOptions) -> Config:
+    t = cfg.train
+    t = replace(t, epochs=opts.epochs or t.epochs, batch_size=opts.batch_size or t.batch_size,
+                ckpt_save_iter_freq=opts.ckpt_every or t.ckpt_save_iter_freq,
+                print_freq=opts.log_every or t.print_freq, event_save_freq=opts.image_every or t.event_save_freq)
+    return replace(cfg, train=t)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_vgg(opts: TrainOptions, device: torch.device, is_main: bool) -> VGG19Features:
+    vgg = VGG19Features()
+    if opts.random_vgg:
+        if is_main:
+            warnings.warn("training with an UNTRAINED VGG19 (--random-vgg): the perceptual loss is only a smoke "
+                          "test signal; results are not meaningful")
+        return vgg.to(device)
+    return vgg.load_file(find_vgg19_weights(opts.vgg19)).to(device)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def run_training(opts: TrainOptions) -> TrainResult:
+    if opts.stage not in STAGES:
+        raise ConfigError(f"unknown stage {opts.stage!r}; expected warp or full")
+    cfg = _apply_overrides(load_config(opts.config), opts)
+    device = resolve_device(opts.device)
+    dist_info = init_distributed(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    try:
+        return _train(cfg, opts, device, dist_info)
+    finally:
+        shutdown_distributed()
+
+
+def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: DistInfo) -> TrainResult:
+    main = dist_info.is_main
+    full = opts.stage == "full"
+    t = cfg.train
+    out_dir = Path(opts.out_dir or Path("saved") / f"ckpt_{opts.stage}" / cfg.general.exp_name)
+
+    # ---- everything that can fail on user input fails here, before any training
+    warp_ckpt = (opts.warp_ckpt or cfg.model.warp_ckpt) if full else None
+    if warp_ckpt and not Path(warp_ckpt).is_file():
+        raise CheckpointError("warp checkpoint (model.warp_ckpt / --warp-ckpt) not found", warp_ckpt)
+    if opts.init_ckpt and not Path(opts.init_ckpt).is_file():
+        raise CheckpointError("checkpoint to start from not found", opts.init_ckpt)
+    _seed_everything(cfg.general.random_seed)  # first: a --random-vgg network must be the same on every run
+    vgg = _load_vgg(opts, device, main)
+    dataset = OfficialDataset(opts.data_root or cfg.dataset.data_block().root, get_scheme(cfg.model.landmark_scheme),
+                              cfg.resolution[0], cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+    data: torch.utils.data.Dataset = SkipBadFrames(dataset) if opts.skip_bad else dataset
+    if t.loss_weights.id and main:
+        print(f"identity loss (weight {t.loss_weights.id}) is off: no identity network is configured "
+              "(train.id_network); the reference never released its recogniser")
+
+    generator, discriminator = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    blocks = cfg.model.generator.spade_num_blocks
+    if warp_ckpt:
+        ckpt = read_checkpoint(warp_ckpt)
+        checkpoint_meta(ckpt).check_matches(cfg, warp_ckpt)
+        load_official_state(generator, ckpt.get("generator", {}), blocks, warp_ckpt, "generator",
+                            only_prefixes=("warp.",))
+    if opts.init_ckpt:
+        ckpt = read_checkpoint(opts.init_ckpt)
+        checkpoint_meta(ckpt).check_matches(cfg, opts.init_ckpt)
+        load_official_state(generator, ckpt.get("generator", {}), blocks, opts.init_ckpt, "generator")
+        if ckpt.get("discriminator"):
+            load_official_state(discriminator, ckpt["discriminator"], blocks, opts.init_ckpt, "discriminator")
+
+    optim_g = adam(generator_param_groups(generator, t.lr_generator, t.warplr_tune), t.lr_generator, (0.5, 0.999))
+    optim_d = adam(discriminator.parameters(), t.lr_discriminator, (0.5, 0.999))
+    sched_g = torch.optim.lr_scheduler.MultiStepLR(optim_g, t.epoch_milestones, gamma=0.1)
+    sched_d = torch.optim.lr_scheduler.MultiStepLR(optim_d, t.epoch_milestones, gamma=0.1)
+    use_scaler = opts.mixed_precision and device.type == "cuda"
+    scaler_g = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    # ---- resume
+    epoch, iteration, epoch_step = 1, 0, 0
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_partials(out_dir)
+    resume = _find_resume(opts, out_dir)
+    if resume is not None:
+        path, ckpt = resume
+        state = ckpt["resume"]
+        if state.get("stage") != opts.stage:
+            raise CheckpointError(f"was saved by the {state.get('stage')} stage, not {opts.stage}", path)
+        load_official_state(generator, ckpt["generator"], blocks, path, "generator")
+        load_official_state(discriminator, ckpt["discriminator"], blocks, path, "discriminator")
+        optim_g.load_state_dict(ckpt["optimizer_generator"])
+        optim_d.load_state_dict(ckpt["optimizer_discriminator"])
+        sched_g.last_epoch, sched_d.last_epoch = state["scheduler_epoch"], state["scheduler_epoch"]
+        scaler_g.load_state_dict(state["scaler_generator"])
+        scaler_d.load_state_dict(state["scaler_discriminator"])
+        epoch, iteration, epoch_step = state["next_epoch"], state["iteration"], state["epoch_step"]
+        restore_rng(state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else state["rng"][0])
+        if main:
+            print(f"Resuming from {path}: epoch {epoch}, iteration {iteration}")
+    if main:
+        with atomic_path(out_dir / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    g_model = DDP(generator, find_unused_parameters=not full) if dist_info.enabled else generator
+    d_model = DDP(discriminator) if dist_info.enabled and full else discriminator
+    criterion = MetaPortraitLoss(t.loss_weights, t.scales, vgg, cfg.model.common.num_channels).to(device)
+    logger = TrainLogger(out_dir / "events" if main and t.tensorboard else None)
+    per_rank_batch = max(1, t.batch_size // dist_info.world_size)
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=dist_info.world_size, rank=dist_info.rank,
+                                                  shuffle=True, seed=cfg.general.random_seed)
+    steps_per_epoch = math.ceil(math.ceil(len(data) / dist_info.world_size) / per_rank_batch)
+    total = steps_per_epoch * t.epochs if opts.max_steps is None else min(opts.max_steps, steps_per_epoch * t.epochs)
+    bar = tqdm(total=total, initial=min(iteration, total), unit="it", desc=f"train {opts.stage}", disable=not main,
+               dynamic_ncols=True)
+
+    history: list[dict[str, float]] = []
+    local_history: list[dict[str, float]] = []
+    last_ckpt: Path | None = None
+    bad_streak = 0
+
+    def save(ep: int, next_epoch: int) -> Path:
+        """`ep` is the official `epoch` field; training continues at `next_epoch`, batch `epoch_step`."""
+        rng = _gather_rng(dist_info)  # every rank's RNG, so each rank resumes its own stream
+        path = out_dir / checkpoint_name(ep, iteration)
+        if main:
+            save_checkpoint(path, cfg, generator, discriminator, epoch=ep,
+                            optimizer_generator=optim_g.state_dict(), optimizer_discriminator=optim_d.state_dict(),
+                            extra={"resume": {"stage": opts.stage, "iteration": iteration, "epoch_step": epoch_step,
+                                              "next_epoch": next_epoch,
+                                              "scheduler_epoch": sched_g.last_epoch,
+                                              "scaler_generator": scaler_g.state_dict(),
+                                              "scaler_discriminator": scaler_d.state_dict(), "rng": rng,
+                                              "world_size": dist_info.world_size}})
+        return path
+
+    start = time.perf_counter()
+    done = opts.max_steps is not None and iteration >= opts.max_steps
+    while epoch <= t.epochs and not done:
+        sampler.set_epoch(epoch)
+        order = list(sampler)[epoch_step * per_rank_batch:]  # resume mid-epoch at the same data position
+        loader = torch.utils.data.DataLoader(data, batch_size=per_rank_batch, sampler=order,
+                                             num_workers=opts.num_workers, drop_last=False)
+        for batch in loader:
+            x = batch_inputs(batch, device)
+            driving = batch["driving"].to(device)
+            generator.train(), discriminator.train()
+            discriminator.requires_grad_(False)  # the G step's GAN terms must not touch D (or its DDP hooks)
+            with _autocast(device, opts.mixed_precision):
+                out = g_model(x, stage=opts.stage)
+                losses = criterion.warp(out["deformed"], driving)
+                if full:
+                    losses.update(criterion.generator(out["prediction"], driving, batch["eye_mask"].to(device),
+                                                      x.mouth_mask, discriminator))
+            g_total = sum(losses.values())
+            if any_rank(not torch.isfinite(g_total).item(), dist_info, device):
+                bad_streak += 1
+                optim_g.zero_grad(set_to_none=True)
+                if main:
+                    warnings.warn(f"iteration {iteration + 1}: non-finite loss, step skipped ({bad_streak} in a row)")
+                if bad_streak >= opts.max_bad_steps:
+                    raise TrainingError(f"the loss was NaN/inf for {bad_streak} iterations in a row; stopped. "
+                                        f"Last good checkpoint: {last_ckpt or 'none written yet'}")
+                continue
+            bad_streak = 0
+            optim_g.zero_grad(set_to_none=True)
+            scaler_g.scale(g_total).backward()
+            scaler_g.unscale_(optim_g)
+            sanitize_and_clip(generator.parameters(), 0.3)
+            scaler_g.step(optim_g)
+            scaler_g.update()
+            if full:
+                discriminator.requires_grad_(True)
+                with _autocast(device, opts.mixed_precision):
+                    d_losses = criterion.discriminator(out["prediction"], driving, d_model)
+                optim_d.zero_grad(set_to_none=True)  # also drops D grads left by the G step's GAN term
+                scaler_d.scale(sum(d_losses.values())).backward()
+                scaler_d.unscale_(optim_d)
+                sanitize_and_clip(discriminator.parameters(), 0.3)
+                scaler_d.step(optim_d)
+                scaler_d.update()
+                losses.update(d_losses)
+            iteration += 1
+            epoch_step += 1
+            local = {k: float(v.detach()) for k, v in losses.items()}
+            local_history.append(local)
+            logged = mean_over_ranks(local, dist_info, device)
+            history.append(logged)
+            if main:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()}, refresh=False)
+                if iteration % t.print_freq == 0 or iteration == 1:
+                    logger.scalars(logged, iteration, "loss/")
+                    logger.scalars({f"lr/{g['name']}": g["lr"] for g in optim_g.param_groups}, iteration)
+                    logger.scalars({"lr/discriminator": optim_d.param_groups[0]["lr"]}, iteration)
+                if iteration % t.event_save_freq == 0 or iteration == 1:
+                    images = {"source": x.source, "driving": driving, "source_line": x.source_line,
+                              "driving_line": x.driving_line, "deformed": out["deformed"]}
+                    if full:
+                        images["prediction"] = out["prediction"]
+                    logger.image_grid("train", images, iteration)
+            if iteration % t.ckpt_save_iter_freq == 0:
+                last_ckpt = save(epoch, epoch)
+            if opts.max_steps is not None and iteration >= opts.max_steps:
+                done = True
+                break
+        if done:
+            if last_ckpt is None or not last_ckpt.name.endswith(f"_{iteration}.pth.tar"):
+                last_ckpt = save(epoch, epoch)
+            break
+        sched_g.step()
+        sched_d.step()
+        epoch_step = 0
+        if epoch % t.ckpt_save_freq == 0 or epoch == t.epochs:
+            last_ckpt = save(epoch, epoch + 1)
+        epoch += 1
+    bar.close()
+    logger.close()
+    if main:
+        rate = len(history) / max(time.perf_counter() - start, 1e-9)
+        print(f"Trained {len(history)} iterations ({rate:.2f} it/s); last checkpoint: {last_ckpt}")
+    return TrainResult(out_dir, last_ckpt, iteration, history, local_history, generator, discriminator)
+
+
+def _find_resume(opts: TrainOptions, out_dir: Path):
+    if opts.resume is None:
+        return None
+    if opts.resume == "auto":
+        return latest_resumable(out_dir) if out_dir.is_dir() else None
+    ckpt = read_checkpoint(opts.resume)
+    if "resume" not in ckpt:
+        raise CheckpointError("has no resume state (only checkpoints written by training can be resumed)",
+                              opts.resume)
+    return Path(opts.resume), ckpt
+
+
+def _gather_rng(info: DistInfo) -> list:
+    state = capture_rng()
+    if not info.enabled:
+        return [state]
+    gathered: list = [None] * info.world_size
+    torch.distributed.all_gather_object(gathered, state)
+    return gathered
