@@ -349,6 +349,8 @@ def validate(cfg: Config) -> None:
     d = cfg.model.discriminator
     if d.use_kp or d.AdaINc:
         raise ConfigError("model.discriminator: use_kp and AdaINc are not supported; set false / 0")
+    if not {float(x) for x in d.scales} <= {float(x) for x in cfg.train.scales}:
+        raise ConfigError("model.discriminator.scales must be a subset of train.scales")
     if cfg.dataset.ldmk_idx is not None and len(cfg.dataset.ldmk_idx) != 58:
         raise ConfigError("dataset.ldmk_idx must list 58 indices")
     if cfg.dataset.use_ukt and not cfg.dataset.eye_enhance:

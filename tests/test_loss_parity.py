@@ -24,7 +24,7 @@ def losses(official_outputs, base_fixture, base_manifest, fill_state_dict, tmp_p
     vgg = VGG19Features().load_file(vgg_file)
     disc = build_discriminator(cfg).eval()
     load_official_state(disc, fill_state_dict(base_manifest["discriminator"]), 7, "manifest", "discriminator")
-    loss = MetaPortraitLoss(cfg.train.loss_weights, cfg.train.scales, vgg)
+    loss = MetaPortraitLoss(cfg.train.loss_weights, cfg.train.scales, vgg, disc_scales=disc.spec.scales)
     _, out = official_outputs
     x = fixture_inputs(base_fixture)
     driving = torch.from_numpy(base_fixture["driving"])

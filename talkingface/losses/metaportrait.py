@@ -13,7 +13,6 @@ from torch import nn
 from talkingface.config import LossWeights
 from talkingface.losses.pyramid import ImagePyramid
 from talkingface.losses.vgg import VGG19Features
-from talkingface.models.discriminator import MultiScaleDiscriminator
 
 
 def perceptual(vgg: VGG19Features, pred: dict[float, torch.Tensor], real: dict[float, torch.Tensor],
@@ -58,9 +57,11 @@ def feature_matching(real: dict, fake: dict, weights: list[float]) -> torch.Tens
 class MetaPortraitLoss(nn.Module):
     """Named loss terms for the warp stage, the full stage's generator and its discriminator."""
 
-    def __init__(self, weights: LossWeights, scales: list[float], vgg: VGG19Features, channels: int = 3):
+    def __init__(self, weights: LossWeights, scales: list[float], vgg: VGG19Features, channels: int = 3,
+                 disc_scales: tuple[float, ...] = (1.0,)):
         super().__init__()
         self.w = weights
+        self.disc_scales = tuple(float(s) for s in disc_scales)  # a subset of `scales`
         self.pyramid = ImagePyramid(scales, channels)
         self.vgg = vgg.eval()
 
@@ -69,7 +70,7 @@ class MetaPortraitLoss(nn.Module):
                                               self.w.perceptual)}
 
     def generator(self, prediction: torch.Tensor, driving: torch.Tensor, eye_mask: torch.Tensor | None,
-                  mouth_mask: torch.Tensor | None, disc: MultiScaleDiscriminator | None) -> dict[str, torch.Tensor]:
+                  mouth_mask: torch.Tensor | None, disc: nn.Module | None) -> dict[str, torch.Tensor]:
         pred, real = self.pyramid(prediction), self.pyramid(driving)
         out: dict[str, torch.Tensor] = {}
         if sum(self.w.perceptual):
@@ -81,16 +82,17 @@ class MetaPortraitLoss(nn.Module):
         if self.w.l1:
             out["l1"] = self.w.l1 * (prediction - driving).abs().mean()
         if self.w.generator_gan and disc is not None:
-            fake_scores = disc({s: pred[s] for s in disc.spec.scales})
+            fake_scores = disc({s: pred[s] for s in self.disc_scales})
             out["gen_gan"] = self.w.generator_gan * lsgan_generator(fake_scores)
             if sum(self.w.feature_matching):
-                real_scores = disc({s: real[s] for s in disc.spec.scales})
+                real_scores = disc({s: real[s] for s in self.disc_scales})
                 out["feature_matching"] = feature_matching(real_scores, fake_scores, self.w.feature_matching)
         return out
 
     def discriminator(self, prediction: torch.Tensor, driving: torch.Tensor,
-                      disc: MultiScaleDiscriminator) -> dict[str, torch.Tensor]:
+                      disc: nn.Module) -> dict[str, torch.Tensor]:
+        """`disc` may be DDP-wrapped."""
         pred, real = self.pyramid(prediction.detach()), self.pyramid(driving)
-        scales = disc.spec.scales
+        scales = self.disc_scales
         value = lsgan_discriminator(disc({s: real[s] for s in scales}), disc({s: pred[s] for s in scales}))
         return {"disc_gan": self.w.discriminator_gan * value}

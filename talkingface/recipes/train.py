@@ -222,7 +222,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
 
     g_model = DDP(generator, find_unused_parameters=not full) if dist_info.enabled else generator
     d_model = DDP(discriminator) if dist_info.enabled and full else discriminator
-    criterion = MetaPortraitLoss(t.loss_weights, t.scales, vgg, cfg.model.common.num_channels).to(device)
+    criterion = MetaPortraitLoss(t.loss_weights, t.scales, vgg, cfg.model.common.num_channels,
+                                 discriminator.spec.scales).to(device)
     logger = TrainLogger(out_dir / "events" if main and t.tensorboard else None)
     per_rank_batch = max(1, t.batch_size // dist_info.world_size)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=dist_info.world_size, rank=dist_info.rank,
