@@ -144,3 +144,25 @@ def test_resume_after_kill_matches_uninterrupted_run(data_root, tmp_path):
     for key, value in a["generator"].items():
         assert torch.allclose(value, b["generator"][key], atol=1e-6), key
     assert a["resume"]["iteration"] == b["resume"]["iteration"] == 6
+
+
+class TinyRecogniser(torch.nn.Module):
+    input_size: int = 16
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 4, stride=4)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+
+def test_identity_loss_runs_when_a_network_is_configured(data_root, tmp_path):
+    net = tmp_path / "recogniser.pt"
+    torch.jit.script(TinyRecogniser()).save(str(net))
+    cfg_text = TINY_CONFIG.read_text().replace("    eye_enhance: 50", "    id: 20\n    eye_enhance: 50")
+    cfg_text = cfg_text.replace("  ckpt_save_iter_freq: 10", f"  id_network: {net}\n  ckpt_save_iter_freq: 10")
+    cfg = tmp_path / "tiny_id.yaml"
+    cfg.write_text(cfg_text)
+    result = run_training(opts(data_root, tmp_path / "run", stage="full", config=str(cfg), max_steps=1))
+    assert 0 <= result.history[0]["id"] <= 40

@@ -29,6 +29,7 @@ from talkingface.config import Config, load_config
 from talkingface.data.official import OfficialDataset
 from talkingface.errors import CheckpointError, ConfigError, DataError, TalkingFaceError
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.losses.identity import IdentityLoss
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.losses.vgg import VGG19Features, find_vgg19_weights
 from talkingface.models.build import build_discriminator, build_generator
@@ -165,12 +166,16 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
         raise CheckpointError("checkpoint to start from not found", opts.init_ckpt)
     _seed_everything(cfg.general.random_seed)  # first: a --random-vgg network must be the same on every run
     vgg = _load_vgg(opts, device, main)
-    dataset = OfficialDataset(opts.data_root or cfg.dataset.data_block().root, get_scheme(cfg.model.landmark_scheme),
-                              cfg.resolution[0], cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
-    data: torch.utils.data.Dataset = SkipBadFrames(dataset) if opts.skip_bad else dataset
-    if t.loss_weights.id and main:
+    identity_loss = None
+    if full and t.loss_weights.id and t.id_network:
+        identity_loss = IdentityLoss(t.id_network, t.loss_weights.id).to(device)
+    elif t.loss_weights.id and main:
         print(f"identity loss (weight {t.loss_weights.id}) is off: no identity network is configured "
               "(train.id_network); the reference never released its recogniser")
+    dataset = OfficialDataset(opts.data_root or cfg.dataset.data_block().root, get_scheme(cfg.model.landmark_scheme),
+                              cfg.resolution[0], cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx,
+                              with_theta=identity_loss is not None)
+    data: torch.utils.data.Dataset = SkipBadFrames(dataset) if opts.skip_bad else dataset
 
     generator, discriminator = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
     blocks = cfg.model.generator.spade_num_blocks
@@ -271,6 +276,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
                 if full:
                     losses.update(criterion.generator(out["prediction"], driving, batch["eye_mask"].to(device),
                                                       x.mouth_mask, discriminator))
+                    if identity_loss is not None:
+                        losses["id"] = identity_loss(out["prediction"], batch["driving_theta"].to(device), x.identity)
             g_total = sum(losses.values())
             if any_rank(not torch.isfinite(g_total).item(), dist_info, device):
                 bad_streak += 1

@@ -1,0 +1,44 @@
+"""Identity loss: 1 - cosine(recogniser(aligned prediction), source identity embedding).
+
+The reference weights this loss at 20 but never released its recogniser, so it is off
+unless `train.id_network` names a TorchScript recogniser. Contract of that file: it
+takes B x 3 x S x S RGB in 0..1 (S = its `input_size` attribute, default 112), aligned
+by the frame's theta, and returns B x D embeddings with D = the dataset's identity size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from talkingface.errors import CheckpointError, ConfigError
+
+
+class IdentityLoss(nn.Module):
+    def __init__(self, network_path: str | Path, weight: float):
+        super().__init__()
+        path = Path(network_path)
+        if not path.is_file():
+            raise CheckpointError("identity network (train.id_network) not found", path)
+        try:
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        except RuntimeError as e:
+            raise CheckpointError(f"not a TorchScript identity network ({str(e).splitlines()[0][:120]})", path) from None
+        for p in self.net.parameters():  # frozen: only the generator learns from this loss
+            p.requires_grad_(False)
+        self.size = int(getattr(self.net, "input_size", 112))
+        self.weight = weight
+        self.path = path
+
+    def forward(self, prediction: torch.Tensor, theta: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        # prediction: B x 3 x H x W; theta: B x 2 x 3 (affine_grid, crop -> aligned face); identity: B x D
+        grid = F.affine_grid(theta.to(prediction.dtype), [prediction.shape[0], 3, self.size, self.size],
+                             align_corners=True)
+        aligned = F.grid_sample(prediction, grid, align_corners=True)
+        emb = self.net(aligned)
+        if emb.shape != identity.shape:
+            raise ConfigError(f"{self.path}: identity network gives {tuple(emb.shape[1:])}-d embeddings but the "
+                              f"dataset's identities are {tuple(identity.shape[1:])}-d")
+        return self.weight * (1 - F.cosine_similarity(emb, identity, dim=1)).mean()
