@@ -101,9 +101,76 @@ def _run_train(args: argparse.Namespace) -> None:
     run_training(train_options_from_args(args, args.stage, args.batch_size, args.init_ckpt))
 
 
+def _add_enhance(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enhance", help="Temporal x2 face super-resolution (256 -> 512) of a frames folder or video.")
+    p.add_argument("--input", required=True, help="Folder of .png/.jpg frames (square face crops) or a video file.")
+    p.add_argument("--ckpt", required=True, help="temporal_gfpgan.pth (official) or a checkpoint of ours.")
+    p.add_argument("--out", required=True, help="Output: a folder of PNGs, or a video file (.mp4) that keeps "
+                                                "the input video's fps and audio.")
+    p.add_argument("--window", type=int, default=None,
+                   help="Frames per forward pass (default: 16 new frames + the context; 16 with reference chunking).")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="Context frames each side (default: the network's temporal radius, 14; exact).")
+    p.add_argument("--batch-size", type=int, default=1, help="Windows per forward pass.")
+    p.add_argument("--chunking", choices=["overlap", "reference"], default="overlap",
+                   help="overlap: windows with context, equal to a whole-clip pass; reference: independent "
+                        "16-frame chunks like the official test script.")
+    p.add_argument("--weights", choices=["auto", "params_ema", "params"], default="auto",
+                   help="Which weights of a BasicSR checkpoint (auto: params_ema when present).")
+    p.add_argument("--fps", type=float, default=25.0, help="Frame rate when a frames folder is written as video.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_enhance)
+
+
+def _run_enhance(args: argparse.Namespace) -> None:
+    from talkingface.recipes.enhance import EnhanceOptions, run_enhance
+
+    run_enhance(EnhanceOptions(
+        input=args.input, ckpt=args.ckpt, out=args.out, window=args.window, overlap=args.overlap,
+        batch_size=args.batch_size, chunking=args.chunking, device=args.device, weights=args.weights,
+        fps=args.fps))
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="Make an official-layout dataset of synthetic talking clips from portraits.")
+    p.add_argument("--portrait", nargs="+", required=True, metavar="IMG", help="Portrait image(s), one identity each.")
+    p.add_argument("--out", required=True, help="Dataset root to write (replaced only once complete).")
+    p.add_argument("--frames", type=int, default=100, help="Driving frames per portrait.")
+    p.add_argument("--seed", type=int, default=0, help="Motion seed: the same seed gives the same clips.")
+    p.add_argument("--scheme", choices=["mediapipe478", "dense669"], default="mediapipe478",
+                   help="Landmark scheme to write (dense669: a stand-in built from MediaPipe points).")
+    p.add_argument("--size", type=int, default=256, help="Side of the square face crop, px.")
+    p.add_argument("--identity", choices=["hash", "dlib"], default="hash",
+                   help="hash: a unit vector derived from the pixels (no dlib); dlib: the 128-d face descriptor.")
+    p.add_argument("--identity-dim", type=int, default=None,
+                   help="Length of the hash identity (default: 128 for mediapipe478, 256 for dense669).")
+    p.add_argument("--max-shift", type=float, default=None, help="Largest shift, fraction of the size (default 0.04).")
+    p.add_argument("--max-scale", type=float, default=None, help="Largest |scale - 1| (default 0.05).")
+    p.add_argument("--max-rotation", type=float, default=None, help="Largest in-plane rotation, degrees (default 5).")
+    p.add_argument("--mouth-open", type=float, default=None, help="Largest lip gap, fraction of face height (default 0.08).")
+    p.add_argument("--blink-every", type=float, default=None, help="Mean frames between blinks, 0 for none (default 90).")
+    p.add_argument("--video", default=None, help="Also write an mp4 preview of all clips.")
+    p.add_argument("--fps", type=float, default=25.0, help="Frame rate of the preview.")
+    p.set_defaults(handler=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> None:
+    from talkingface.data.synthetic import MotionSpec
+    from talkingface.recipes.synth import SynthOptions, run_synth
+
+    overrides = {"max_shift": args.max_shift, "max_scale": args.max_scale, "max_rotation_deg": args.max_rotation,
+                 "mouth_open_max": args.mouth_open, "blink_every": args.blink_every}
+    run_synth(SynthOptions(
+        portraits=args.portrait, out=args.out, frames=args.frames, seed=args.seed, scheme=args.scheme,
+        size=args.size, identity=args.identity, identity_dim=args.identity_dim, video=args.video, fps=args.fps,
+        spec=MotionSpec(**{k: v for k, v in overrides.items() if v is not None})))
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_infer,
     _add_train,
+    _add_enhance,
+    _add_synth,
     _add_sample_data,
 ]
 

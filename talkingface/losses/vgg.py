@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from talkingface.errors import CheckpointError

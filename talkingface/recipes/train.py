@@ -9,15 +9,12 @@ processes (DDP; gloo on CPU, NCCL on GPU); rank 0 logs and saves.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -27,18 +24,18 @@ from talkingface.checkpoints.official import (
     load_official_state, read_checkpoint, save_checkpoint, checkpoint_meta)
 from talkingface.config import Config, load_config
 from talkingface.data.official import OfficialDataset
-from talkingface.errors import CheckpointError, ConfigError, DataError, TalkingFaceError
+from talkingface.errors import CheckpointError, ConfigError, TalkingFaceError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.identity import IdentityLoss
 from talkingface.losses.metaportrait import MetaPortraitLoss
-from talkingface.losses.vgg import VGG19Features, find_vgg19_weights
 from talkingface.models.build import build_discriminator, build_generator
 from talkingface.recipes.infer import batch_inputs
-from talkingface.training.checkpointing import checkpoint_name, latest_resumable, remove_partials
+from talkingface.training.state import restore_rng
+from talkingface.training.checkpointing import checkpoint_name, remove_partials
+from talkingface.training.common import SkipBadFrames, autocast, find_resume, gather_rng, load_vgg, seed_everything
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
-from talkingface.training.state import capture_rng, restore_rng
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
 
@@ -84,58 +81,12 @@ class TrainResult:
     discriminator: torch.nn.Module | None = field(default=None, repr=False)
 
 
-class SkipBadFrames(torch.utils.data.Dataset):
-    """Replace an unreadable item by the next readable one, warning once per file."""
-
-    def __init__(self, dataset: OfficialDataset):
-        self.dataset = dataset
-        self.bad: set[int] = set()
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        for offset in range(len(self.dataset)):
-            i = (index + offset) % len(self.dataset)
-            if i in self.bad:
-                continue
-            try:
-                return self.dataset[i]
-            except DataError as e:
-                self.bad.add(i)
-                warnings.warn(f"skipping bad frame: {e}")
-        raise DataError("no readable frames left", self.dataset.root)
-
-
 def _apply_overrides(cfg: Config, opts: TrainOptions) -> Config:
     t = cfg.train
     t = replace(t, epochs=opts.epochs or t.epochs, batch_size=opts.batch_size or t.batch_size,
                 ckpt_save_iter_freq=opts.ckpt_every or t.ckpt_save_iter_freq,
                 print_freq=opts.log_every or t.print_freq, event_save_freq=opts.image_every or t.event_save_freq)
     return replace(cfg, train=t)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _load_vgg(opts: TrainOptions, device: torch.device, is_main: bool) -> VGG19Features:
-    vgg = VGG19Features()
-    if opts.random_vgg:
-        if is_main:
-            warnings.warn("training with an UNTRAINED VGG19 (--random-vgg): the perceptual loss is only a smoke "
-                          "test signal; results are not meaningful")
-        return vgg.to(device)
-    return vgg.load_file(find_vgg19_weights(opts.vgg19)).to(device)
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def run_training(opts: TrainOptions) -> TrainResult:
@@ -164,8 +115,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
         raise CheckpointError("warp checkpoint (model.warp_ckpt / --warp-ckpt) not found", warp_ckpt)
     if opts.init_ckpt and not Path(opts.init_ckpt).is_file():
         raise CheckpointError("checkpoint to start from not found", opts.init_ckpt)
-    _seed_everything(cfg.general.random_seed)  # first: a --random-vgg network must be the same on every run
-    vgg = _load_vgg(opts, device, main)
+    seed_everything(cfg.general.random_seed)  # first: a --random-vgg network must be the same on every run
+    vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main)
     identity_loss = None
     if full and t.loss_weights.id and t.id_network:
         identity_loss = IdentityLoss(t.id_network, t.loss_weights.id).to(device)
@@ -204,7 +155,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(out_dir)
-    resume = _find_resume(opts, out_dir)
+    resume = find_resume(opts.resume, out_dir)
     if resume is not None:
         path, ckpt = resume
         state = ckpt["resume"]
@@ -245,7 +196,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
 
     def save(ep: int, next_epoch: int) -> Path:
         """`ep` is the official `epoch` field; training continues at `next_epoch`, batch `epoch_step`."""
-        rng = _gather_rng(dist_info)  # every rank's RNG, so each rank resumes its own stream
+        rng = gather_rng(dist_info)  # every rank's RNG, so each rank resumes its own stream
         path = out_dir / checkpoint_name(ep, iteration)
         if main:
             save_checkpoint(path, cfg, generator, discriminator, epoch=ep,
@@ -270,7 +221,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
             driving = batch["driving"].to(device)
             generator.train(), discriminator.train()
             discriminator.requires_grad_(False)  # the G step's GAN terms must not touch D (or its DDP hooks)
-            with _autocast(device, opts.mixed_precision):
+            with autocast(device, opts.mixed_precision):
                 out = g_model(x, stage=opts.stage)
                 losses = criterion.warp(out["deformed"], driving)
                 if full:
@@ -297,7 +248,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
             scaler_g.update()
             if full:
                 discriminator.requires_grad_(True)
-                with _autocast(device, opts.mixed_precision):
+                with autocast(device, opts.mixed_precision):
                     d_losses = criterion.discriminator(out["prediction"], driving, d_model)
                 optim_d.zero_grad(set_to_none=True)  # also drops D grads left by the G step's GAN term
                 scaler_d.scale(sum(d_losses.values())).backward()
@@ -346,24 +297,3 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
         rate = len(history) / max(time.perf_counter() - start, 1e-9)
         print(f"Trained {len(history)} iterations ({rate:.2f} it/s); last checkpoint: {last_ckpt}")
     return TrainResult(out_dir, last_ckpt, iteration, history, local_history, generator, discriminator)
-
-
-def _find_resume(opts: TrainOptions, out_dir: Path):
-    if opts.resume is None:
-        return None
-    if opts.resume == "auto":
-        return latest_resumable(out_dir) if out_dir.is_dir() else None
-    ckpt = read_checkpoint(opts.resume)
-    if "resume" not in ckpt:
-        raise CheckpointError("has no resume state (only checkpoints written by training can be resumed)",
-                              opts.resume)
-    return Path(opts.resume), ckpt
-
-
-def _gather_rng(info: DistInfo) -> list:
-    state = capture_rng()
-    if not info.enabled:
-        return [state]
-    gathered: list = [None] * info.world_size
-    torch.distributed.all_gather_object(gathered, state)
-    return gathered

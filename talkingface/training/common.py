@@ -1,0 +1,89 @@
+"""Set-up shared by the training recipes (pretraining, meta-training, personalisation)."""
+from __future__ import annotations
+
+import contextlib
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from talkingface.checkpoints.official import read_checkpoint
+from talkingface.data.official import OfficialDataset
+from talkingface.errors import CheckpointError, DataError
+from talkingface.losses.vgg import VGG19Features, find_vgg19_weights
+from talkingface.training.distributed import DistInfo
+from talkingface.training.state import capture_rng
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_vgg(path: str | None, random_vgg: bool, device: torch.device, warn: bool = True) -> VGG19Features:
+    """ImageNet VGG19 from `path`/env/hub cache; an untrained one only when asked for (warned every run)."""
+    vgg = VGG19Features()
+    if random_vgg:
+        if warn:
+            warnings.warn("training with an UNTRAINED VGG19 (--random-vgg): the perceptual loss is only a smoke "
+                          "test signal; results are not meaningful")
+        return vgg.to(device)
+    return vgg.load_file(find_vgg19_weights(path)).to(device)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """fp16 on CUDA (with a GradScaler), bf16 on CPU (no scaler needed)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class SkipBadFrames(torch.utils.data.Dataset):
+    """Replace an unreadable item by the next readable one, warning once per file."""
+
+    def __init__(self, dataset: OfficialDataset):
+        self.dataset = dataset
+        self.bad: set[int] = set()
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        for offset in range(len(self.dataset)):
+            i = (index + offset) % len(self.dataset)
+            if i in self.bad:
+                continue
+            try:
+                return self.dataset[i]
+            except DataError as e:
+                self.bad.add(i)
+                warnings.warn(f"skipping bad frame: {e}")
+        raise DataError("no readable frames left", self.dataset.root)
+
+
+def find_resume(resume: str | None, out_dir: Path):
+    """None, or (path, checkpoint) for `resume` = a path or 'auto' (newest resumable in out_dir)."""
+    from talkingface.training.checkpointing import latest_resumable
+
+    if resume is None:
+        return None
+    if resume == "auto":
+        return latest_resumable(out_dir) if out_dir.is_dir() else None
+    ckpt = read_checkpoint(resume)
+    if "resume" not in ckpt:
+        raise CheckpointError("has no resume state (only checkpoints written by training can be resumed)", resume)
+    return Path(resume), ckpt
+
+
+def gather_rng(info: DistInfo) -> list:
+    """Every rank's RNG state (so each rank resumes its own stream)."""
+    state = capture_rng()
+    if not info.enabled:
+        return [state]
+    gathered: list = [None] * info.world_size
+    torch.distributed.all_gather_object(gathered, state)
+    return gathered
