@@ -28,6 +28,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="Driving frames per forward pass.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     p.add_argument("--no-video", action="store_true", help="Write the PNG frames only.")
+    p.add_argument("--eval", action="store_true",
+                   help="Score the self-reconstruction against the driving frames (report in OUT/eval).")
     p.set_defaults(handler=_run_infer)
 
 
@@ -36,7 +38,7 @@ def _run_infer(args: argparse.Namespace) -> None:
 
     run_inference(InferOptions(
         config=args.config, ckpt=args.ckpt, data_root=args.data, save_dir=args.out, fps=args.fps,
-        batch_size=args.batch_size, device=args.device, write_video=not args.no_video))
+        batch_size=args.batch_size, device=args.device, write_video=not args.no_video, evaluate=args.eval))
 
 
 def _add_sample_data(sub: argparse._SubParsersAction) -> None:
@@ -166,11 +168,47 @@ def _run_synth(args: argparse.Namespace) -> None:
         spec=MotionSpec(**{k: v for k, v in overrides.items() if v is not None})))
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="Score a predicted video against its ground truth and write a report.")
+    p.add_argument("--pred", required=True, help="Predicted frames: a folder of images or a video file.")
+    p.add_argument("--gt", required=True, help="Ground-truth (or driving) frames: a folder of images or a video.")
+    p.add_argument("--out", required=True, help="Report folder: per_frame.csv, summary.json, metrics.png, "
+                                                "side_by_side.mp4.")
+    p.add_argument("--source", default=None, help="Source image: CSIM against it (cross-identity runs) and the "
+                                                  "first column of the side-by-side video.")
+    p.add_argument("--lpips-alexnet", default=None, help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth); "
+                   "default $TALKINGFACE_LPIPS_ALEXNET, then $TORCH_HOME/hub/checkpoints/.")
+    p.add_argument("--lpips-lin", default=None, help="LPIPS v0.1 linear layers (alex.pth); "
+                                                     "default $TALKINGFACE_LPIPS_LIN.")
+    p.add_argument("--inception", default=None, help="Inception-v3 weights for FID (pt_inception-2015-12-05 or "
+                   "torchvision's); default $TALKINGFACE_INCEPTION, then $TORCH_HOME/hub/checkpoints/.")
+    p.add_argument("--arcface", default=None, help="ArcFace ONNX model for CSIM (needs onnxruntime); "
+                                                   "default: dlib's face descriptor.")
+    p.add_argument("--fps", type=float, default=None, help="Side-by-side video rate; default the inputs' rate.")
+    p.add_argument("--no-video", action="store_true", help="Skip the side-by-side video.")
+    p.add_argument("--no-face-metrics", action="store_true", help="Skip CSIM and AKD (the slowest part on CPU).")
+    p.add_argument("--no-temporal", action="store_true", help="Skip the warping error.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (LPIPS and FID networks).")
+    p.add_argument("--batch-size", type=int, default=8, help="Frames per LPIPS / Inception pass.")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from talkingface.recipes.evaluate import EvaluateOptions, run_evaluate
+
+    run_evaluate(EvaluateOptions(
+        pred=args.pred, gt=args.gt, out=args.out, source=args.source, lpips_alexnet=args.lpips_alexnet,
+        lpips_lin=args.lpips_lin, inception=args.inception, arcface=args.arcface, fps=args.fps,
+        write_video=not args.no_video, face_metrics=not args.no_face_metrics, temporal=not args.no_temporal,
+        device=args.device, batch_size=args.batch_size))
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_infer,
     _add_train,
     _add_enhance,
     _add_synth,
+    _add_evaluate,
     _add_sample_data,
 ]
 

@@ -83,13 +83,18 @@ def test_model_equals_spelling_and_batching_give_same_pixels(workdir, monkeypatc
         assert np.abs(got.astype(int) - pixels.astype(int)).max() <= 1
 
 
-def test_talkingface_infer_verb(workdir):
+def test_talkingface_infer_verb_with_eval(workdir):
     proc = subprocess.run([sys.executable, "-m", "talkingface", "infer", "--config", SEED_CONFIG, "--ckpt",
-                           "saved/ckpt_base.pth.tar", "--out", "runs/a", "--no-video"], cwd=workdir,
+                           "saved/ckpt_base.pth.tar", "--out", "runs/a", "--no-video", "--eval"], cwd=workdir,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(list((workdir / "runs" / "a" / "output_64").glob("*.png"))) == 5
     assert not (workdir / "runs" / "a" / "out_64.mp4").exists()
+    import json
+
+    summary = json.loads((workdir / "runs" / "a" / "eval" / "summary.json").read_text())
+    assert "psnr" in json.dumps(summary).lower()
+    assert (workdir / "runs" / "a" / "eval" / "per_frame.csv").read_text().count("\n") >= 6
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

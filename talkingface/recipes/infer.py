@@ -41,6 +41,7 @@ class InferOptions:
     batch_size: int = 1
     device: str = "auto"
     write_video: bool = True
+    evaluate: bool = False  # score the reconstruction against the driving frames (report in save_dir/eval)
 
 
 @dataclass
@@ -120,7 +121,28 @@ def run_inference(opts: InferOptions) -> InferResult:
         video = save_dir / f"out_{size}.mp4"
         paths = [frames_dir / f.output_name for f in dataset.frames]
         write_video(video, (np.asarray(Image.open(p).convert("RGB")) for p in paths), opts.fps)
+    if opts.evaluate:
+        evaluate_reconstruction(dataset, frames_dir, save_dir / "eval")
     result = InferResult(count, frames_dir, video, time.perf_counter() - start)
     print(f"Wrote {count} frames to {frames_dir}" + (f" and {video}" if video else "")
           + f" in {result.seconds:.1f} s")
     return result
+
+
+def evaluate_reconstruction(dataset: OfficialDataset, frames_dir: Path, report_dir: Path) -> None:
+    """Self-reconstruction scores: each output frame against its driving frame (the ground truth)."""
+    from talkingface.metrics import FrameEvaluator
+    from talkingface.metrics.report import format_summary, plot_frame_metrics, write_frame_csv, write_summary_json
+
+    evaluator = FrameEvaluator()
+    for frame in tqdm(dataset.frames, unit="frame", desc="evaluate", dynamic_ncols=True):
+        pred = np.asarray(Image.open(frames_dir / frame.output_name).convert("RGB"))
+        gt = np.asarray(Image.open(frame.image).convert("RGB").resize(pred.shape[1::-1], Image.BICUBIC))
+        evaluator.add(pred, gt)
+    result = evaluator.finish()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_frame_csv(report_dir / "per_frame.csv", result.records)
+    write_summary_json(report_dir / "summary.json", result.summary, {"pred": str(frames_dir), "gt": str(dataset.root)})
+    plot_frame_metrics(report_dir / "metrics.png", result.records, title="self-reconstruction")
+    for line in format_summary(result.summary):
+        print(line)

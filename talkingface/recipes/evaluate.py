@@ -1,0 +1,177 @@
+"""`talkingface evaluate`: the field's metrics on any predicted video against its ground truth.
+
+Inputs are folders of frames (sorted by name, numbers in names compared as numbers) or
+video files. The report folder receives:
+  per_frame.csv      one row per frame (PSNR, SSIM, L1, LPIPS, CSIM, AKD, warping error)
+  summary.json       means, FID, face-detection misses, skipped metrics and why, settings
+  metrics.png        per-frame curves
+  side_by_side.mp4   source | ground truth (or driving) | prediction
+LPIPS and FID need weight files the user provides (see talkingface.metrics.lpips / .fid);
+without them they are skipped with a message that says how to provide them.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from talkingface.errors import DataError
+from talkingface.metrics.fid import find_inception_weights
+from talkingface.metrics.lpips import find_lpips_weights
+from talkingface.metrics.report import (format_summary, plot_frame_metrics, side_by_side, write_frame_csv,
+                                        write_summary_json)
+from talkingface.metrics.suite import EvaluationSummary, FrameEvaluator, MetricOptions, paired_frames
+from talkingface.utils.device import resolve_device
+from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video, write_video
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+FRAMES_CSV = "per_frame.csv"
+SUMMARY_JSON = "summary.json"
+PLOT_PNG = "metrics.png"
+SIDE_BY_SIDE = "side_by_side.mp4"
+DEFAULT_FPS = 25.0
+
+
+@dataclass
+class EvaluateOptions:
+    pred: str
+    gt: str
+    out: str
+    source: str | None = None  # source image: CSIM against it, and the video's first column
+    lpips_alexnet: str | None = None
+    lpips_lin: str | None = None
+    inception: str | None = None
+    arcface: str | None = None
+    fps: float | None = None  # side-by-side video; default: the inputs' rate, else 25
+    write_video: bool = True
+    face_metrics: bool = True
+    temporal: bool = True
+    device: str = "auto"
+    batch_size: int = 8
+
+
+@dataclass
+class EvaluateResult:
+    report_dir: Path
+    summary: EvaluationSummary
+    seconds: float
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such image file", path)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read as an image ({e})", path) from e
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+@dataclass(frozen=True)
+class FrameSequence:
+    """A folder of frame images or a video file."""
+
+    path: Path
+    files: tuple[Path, ...]  # empty for a video
+    count: int | None  # None when a video's container does not say
+    fps: float | None  # None for a folder
+
+    @property
+    def is_video(self) -> bool:
+        return not self.files
+
+    def frames(self) -> Iterator[np.ndarray]:
+        if self.is_video:
+            yield from iter_frames(self.path)
+        else:
+            for f in self.files:
+                yield read_image(f)
+
+
+def open_frames(path: str | Path) -> FrameSequence:
+    path = Path(path)
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                        and not p.name.startswith(".")), key=_natural_key)
+        if not files:
+            raise DataError(f"no frame images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder", path)
+        return FrameSequence(path, tuple(files), len(files), None)
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise DataError(f"expected a folder of frames or a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})",
+                            path)
+        info = probe_video(path)
+        return FrameSequence(path, (), info.num_frames or None, info.fps)
+    raise DataError("no such file or folder", path)
+
+
+def metric_options(opts: EvaluateOptions) -> tuple[MetricOptions, dict[str, str]]:
+    """Resolve weight files; returns the options and why optional metrics are skipped."""
+    skipped = {}
+    lpips_weights, why = find_lpips_weights(opts.lpips_alexnet, opts.lpips_lin)
+    if why:
+        skipped["lpips"] = why
+    inception, why = find_inception_weights(opts.inception)
+    if why:
+        skipped["fid"] = why
+    device = str(resolve_device(opts.device))
+    return MetricOptions(faces=opts.face_metrics, temporal=opts.temporal, lpips=lpips_weights, inception=inception,
+                         arcface=Path(opts.arcface) if opts.arcface else None, device=device,
+                         batch_size=max(1, opts.batch_size)), skipped
+
+
+def run_evaluate(opts: EvaluateOptions) -> EvaluateResult:
+    start = time.perf_counter()
+    pred, gt = open_frames(opts.pred), open_frames(opts.gt)
+    if pred.count is not None and gt.count is not None and pred.count != gt.count:
+        raise DataError(f"frame counts differ: the prediction {pred.path} has {pred.count} frames, "
+                        f"the ground truth {gt.path} has {gt.count}")
+    source = read_image(opts.source) if opts.source else None
+    options, skipped = metric_options(opts)
+    for why in skipped.values():
+        print(why)
+    evaluator = FrameEvaluator(options, source)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = gt.count or pred.count
+
+    def composites() -> Iterator[np.ndarray]:
+        with tqdm(total=total, unit="frame", desc="evaluate", dynamic_ncols=True) as bar:
+            for p, g in paired_frames(pred.frames(), gt.frames()):
+                evaluator.add(p, g)
+                bar.update(1)
+                yield side_by_side(g, p, source)
+        if not evaluator.records:
+            raise DataError(f"no frames could be read from {pred.path} and {gt.path}")
+
+    if opts.write_video:
+        fps = opts.fps or pred.fps or gt.fps or DEFAULT_FPS
+        write_video(out / SIDE_BY_SIDE, composites(), fps)
+    else:
+        for _ in composites():
+            pass
+    result = evaluator.finish()
+    summary = result.summary
+    summary.skipped.update(skipped)
+    write_frame_csv(out / FRAMES_CSV, result.records)
+    inputs = {"pred": str(pred.path), "gt": str(gt.path), "source": opts.source}
+    write_summary_json(out / SUMMARY_JSON, summary, inputs)
+    plot_frame_metrics(out / PLOT_PNG, result.records, title=f"{pred.path.name} vs {gt.path.name}")
+    for line in format_summary(summary):
+        print(line)
+    seconds = time.perf_counter() - start
+    print(f"Report written to {out} in {seconds:.1f} s")
+    return EvaluateResult(out, summary, seconds)
