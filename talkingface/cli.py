@@ -86,6 +86,60 @@ def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: in
         skip_bad=args.skip_bad, num_workers=args.num_workers)
 
 
+def meta_options_from_args(args: argparse.Namespace, ckpt: str | None, remove_sn: bool):
+    from talkingface.recipes.meta_train import MetaTrainOptions
+
+    return MetaTrainOptions(
+        config=args.config, ckpt=ckpt, remove_sn=remove_sn, out_dir=args.out_dir, resume=args.resume,
+        data_root=args.data_root, device=args.device, mixed_precision=args.fp16, max_steps=args.max_steps,
+        epochs=args.epochs, ckpt_every=args.ckpt_every, log_every=args.log_every, vgg19=args.vgg19,
+        random_vgg=args.random_vgg)
+
+
+def _add_meta_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("meta-train", help="Reptile meta-training from a full-stage checkpoint.")
+    p.add_argument("--config", required=True, help="Meta-training YAML (official schema).")
+    p.add_argument("--ckpt", default=None, help="Full-stage checkpoint to start from.")
+    p.add_argument("--remove-sn", action="store_true", help="Fold spectral norm into plain weights first.")
+    p.add_argument("--fp16", action="store_true", help="Mixed precision in the inner loop.")
+    add_train_arguments(p)
+    p.set_defaults(handler=_run_meta_train)
+
+
+def _run_meta_train(args: argparse.Namespace) -> None:
+    from talkingface.recipes.meta_train import run_meta_training
+
+    run_meta_training(meta_options_from_args(args, args.ckpt, args.remove_sn))
+
+
+def _add_personalize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("personalize", help="Fine-tune a base model to one person (dataset folder or video).")
+    p.add_argument("--ckpt", required=True, help="Base checkpoint (ideally meta-trained).")
+    p.add_argument("--data", required=True, help="The person: an official-layout dataset folder or a video.")
+    p.add_argument("--out", default="personalized.pth.tar", help="Output checkpoint.")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--steps", type=int, help="Number of fine-tuning steps.")
+    budget.add_argument("--seconds", type=float, help="Wall-time budget in seconds.")
+    p.add_argument("--config", default=None, help="Model config (default: the one stored in the checkpoint).")
+    p.add_argument("--holdout", type=int, default=4, help="Frames held out for the before/after PSNR.")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=None, help="Learning rate (default: train.inner_lr_generator).")
+    p.add_argument("--vgg19", default=None, help="VGG19 ImageNet weights (torchvision layout).")
+    p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19.")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_run_personalize)
+
+
+def _run_personalize(args: argparse.Namespace) -> None:
+    from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
+
+    run_personalize(PersonalizeOptions(
+        ckpt=args.ckpt, data=args.data, out=args.out, steps=args.steps, seconds=args.seconds, config=args.config,
+        holdout=args.holdout, batch_size=args.batch_size, lr=args.lr, vgg19=args.vgg19, random_vgg=args.random_vgg,
+        device=args.device, seed=args.seed))
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="Pretrain the base model: the warp stage, then the full stage.")
     p.add_argument("--config", required=True, help="Training YAML (official schema).")
@@ -206,6 +260,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_infer,
     _add_train,
+    _add_meta_train,
+    _add_personalize,
     _add_enhance,
     _add_synth,
     _add_evaluate,

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from talkingface.cli import add_train_arguments, run_guarded, train_options_from_args
+from talkingface.cli import add_train_arguments, meta_options_from_args, run_guarded, train_options_from_args
 from talkingface.errors import TalkingFaceError
 
 PROG = "run_talkingface.py"
@@ -52,7 +52,11 @@ def _run(args: argparse.Namespace) -> None:
 
             run_training(train_options_from_args(args, stage, None, args.ckpt))
         elif task == "meta":
-            raise TalkingFaceError("--task Meta is not available in this version yet")
+            if stage != "full":
+                raise TalkingFaceError("--task Meta runs on the full model: use --stage Full")
+            from talkingface.recipes.meta_train import run_meta_training
+
+            run_meta_training(meta_options_from_args(args, args.ckpt, args.remove_sn))
         else:
             raise TalkingFaceError(f"--task must be Pretrain or Meta, not {args.task!r}")
     elif model in MODELS:

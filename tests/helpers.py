@@ -50,3 +50,21 @@ def make_tiny_checkpoint(path: Path, config: Path = TINY_CONFIG, seed: int = 0) 
     generator, discriminator = build_generator(cfg), build_discriminator(cfg)
     save_checkpoint(path, cfg, generator, discriminator, epoch=0)
     return path
+
+
+def make_tiny_video_dataset(root: Path, frames: int = 12, size: int = 64, identity_dim: int = 16,
+                            seed: int = 0) -> Path:
+    """One identity whose driving frames are the source moved by a few pixels (a coherent clip)."""
+    rng = np.random.default_rng(seed)
+    source = smooth_image(rng, size)
+    points = random_landmarks(rng)
+    records = []
+    driving = []
+    for i in range(frames):
+        dx, dy = int(rng.integers(-3, 4)), int(rng.integers(-3, 4))
+        image = np.roll(source, (dy, dx), axis=(0, 1))
+        moved = (points + np.array([dx, dy], np.float32) / size).astype(np.float32)
+        driving.append(DrivingFrame(f"{i:08d}.png", image, moved))
+    ident = rng.standard_normal(identity_dim).astype(np.float32)
+    records.append(IdentityRecord(source, points, ident / np.linalg.norm(ident), driving))
+    return write_official_dataset(root, records)

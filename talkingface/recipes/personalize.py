@@ -1,0 +1,179 @@
+"""Personalise a base model to one person: a few minutes (or seconds) of fine-tuning.
+
+Frames of the person are split into training frames and a few held-out frames
+(evenly spaced); the held-out reconstruction PSNR is reported before and after. The
+loop is the meta-training inner loop (talkingface.training.adaptation), without the
+GAN terms. Writes the personalised checkpoint (usable by `infer` and `animate`), the
+loss curve as CSV and a PNG plot next to it.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint, save_checkpoint
+from talkingface.config import Config, load_config, parse_config
+from talkingface.data.official import OfficialDataset
+from talkingface.errors import ConfigError, DataError
+from talkingface.landmarks.scheme import get_scheme
+from talkingface.losses.metaportrait import MetaPortraitLoss
+from talkingface.recipes.infer import batch_inputs
+from talkingface.training.adaptation import AdaptSettings, adapt
+from talkingface.training.common import load_vgg, seed_everything
+from talkingface.utils.atomic import atomic_path
+from talkingface.utils.device import resolve_device
+from talkingface.utils.video import VIDEO_EXTENSIONS
+
+DEFAULT_OFFICIAL_CONFIG = (Path(__file__).resolve().parents[1] / "properties" / "model" /
+                           "meta_portrait_base_config" / "meta_portrait_256_eval.yaml")
+
+
+@dataclass
+class PersonalizeOptions:
+    ckpt: str
+    data: str  # an official-layout dataset folder, or a video of the person
+    out: str = "personalized.pth.tar"
+    steps: int | None = None  # stop after this many steps ...
+    seconds: float | None = None  # ... or after this much wall time
+    config: str | None = None  # default: the config stored in the checkpoint (official: the 256 eval config)
+    holdout: int = 4  # frames kept out of training for the before/after PSNR
+    batch_size: int = 4
+    lr: float | None = None  # default: the config's inner_lr_generator
+    vgg19: str | None = None
+    random_vgg: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class PersonalizeResult:
+    checkpoint: Path
+    psnr_before: float
+    psnr_after: float
+    steps: int
+    curve_csv: Path
+    curve_png: Path
+
+
+def config_for_checkpoint(ckpt_path: str, explicit: str | None) -> Config:
+    """The config a checkpoint was trained with (stored in files we write), unless one is given."""
+    if explicit:
+        return load_config(explicit)
+    meta = checkpoint_meta(read_checkpoint(ckpt_path))
+    if meta.config is not None:
+        return parse_config(meta.config, f"{ckpt_path} (stored config)")
+    return load_config(DEFAULT_OFFICIAL_CONFIG)
+
+
+def heldout_indices(count: int, holdout: int) -> list[int]:
+    """Evenly spaced frames (never all of them)."""
+    holdout = min(holdout, count - 1)
+    if holdout <= 0:
+        raise DataError(f"need at least 2 frames to personalise (hold one out); found {count}")
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, holdout + 2)[1:-1]})
+
+
+@torch.inference_mode()
+def heldout_psnr(generator, dataset, indices, device) -> float:
+    """Mean PSNR (dB) of the reconstructions of `indices`, images in 0..1."""
+    generator.eval()
+    values = []
+    for i in indices:
+        batch = torch.utils.data.default_collate([dataset[i]])
+        pred = generator(batch_inputs(batch, device), stage="full")["prediction"].clamp(0, 1)
+        mse = float(((pred.cpu() - batch["driving"]) ** 2).mean())
+        values.append(10 * math.log10(1 / max(mse, 1e-10)))
+    return float(np.mean(values))
+
+
+def _endless(dataset, indices: list[int], batch_size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(indices)
+        for start in range(0, len(order), batch_size):
+            yield torch.utils.data.default_collate([dataset[int(i)] for i in order[start:start + batch_size]])
+
+
+@contextlib.contextmanager
+def person_dataset(data: str, cfg: Config):
+    """Open `data`; a video is preprocessed into a temporary dataset first."""
+    path = Path(data)
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+        from talkingface.recipes.preprocess import preprocess_video_for_model
+
+        with tempfile.TemporaryDirectory(prefix="talkingface-person-") as tmp:
+            root = preprocess_video_for_model(path, Path(tmp) / "person", cfg)
+            yield OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                                  cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+        return
+    yield OfficialDataset(path, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                          cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+
+
+def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
+    if opts.steps is None and opts.seconds is None:
+        raise ConfigError("give --steps N or --seconds S")
+    cfg = config_for_checkpoint(opts.ckpt, opts.config)
+    device = resolve_device(opts.device)
+    seed_everything(opts.seed)
+    generator = load_generator(opts.ckpt, cfg).model.to(device)
+    t = cfg.train
+    # No GAN terms: the discriminator is not needed to fit one person (the meta config also sets it to 0).
+    weights = replace(t.loss_weights, generator_gan=0.0)
+    criterion = MetaPortraitLoss(weights, t.scales, load_vgg(opts.vgg19, opts.random_vgg, device),
+                                 cfg.model.common.num_channels).to(device)
+    settings = AdaptSettings(lr_generator=opts.lr or t.inner_lr_generator, warp_factor=t.inner_warplr_tune,
+                             betas=(t.inner_beta_1, t.inner_beta_2))
+    out = Path(opts.out)
+    curve_csv, curve_png = out.with_name(out.name.split(".")[0] + "_loss.csv"), out.with_name(
+        out.name.split(".")[0] + "_loss.png")
+    with person_dataset(opts.data, cfg) as dataset:
+        held = heldout_indices(len(dataset), opts.holdout)
+        train = [i for i in range(len(dataset)) if i not in set(held)]
+        before = heldout_psnr(generator, dataset, held, device)
+        print(f"Personalising on {len(train)} frames ({len(held)} held out); held-out PSNR before: {before:.2f} dB")
+        history = adapt(generator, criterion, _endless(dataset, train, opts.batch_size, opts.seed), device, settings,
+                        steps=opts.steps, seconds=opts.seconds)
+        after = heldout_psnr(generator, dataset, held, device)
+    print(f"Held-out PSNR after {len(history)} steps: {after:.2f} dB ({after - before:+.2f} dB)")
+    save_checkpoint(out, cfg, generator, epoch=0, extra={"personalized": {
+        "base": str(opts.ckpt), "steps": len(history), "psnr_before": before, "psnr_after": after}})
+    _write_curve(curve_csv, curve_png, history)
+    print(f"Wrote {out}, {curve_csv} and {curve_png}")
+    return PersonalizeResult(out, before, after, len(history), curve_csv, curve_png)
+
+
+def _write_curve(csv_path: Path, png_path: Path, history: list[dict[str, float]]) -> None:
+    names = sorted({k for h in history for k in h})
+    with atomic_path(csv_path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "total", *names])
+            for i, h in enumerate(history, 1):
+                writer.writerow([i, sum(h.values()), *(h.get(n, "") for n in names)])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = np.arange(1, len(history) + 1)
+    ax.plot(steps, [sum(h.values()) for h in history], label="total", linewidth=2)
+    for n in names:
+        ax.plot(steps, [h.get(n, np.nan) for h in history], label=n, alpha=0.7)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("personalisation loss")
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,88 @@
+"""Fast adaptation: a few Adam steps of the full-stage losses on one person's frames.
+
+The same loop is Reptile's inner loop (meta-training) and `talkingface personalize`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from talkingface.losses.metaportrait import MetaPortraitLoss
+from talkingface.models.discriminator import MultiScaleDiscriminator
+from talkingface.models.generator import MetaPortraitGenerator
+from talkingface.recipes.infer import batch_inputs
+from talkingface.training.common import autocast
+from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    warp_factor: float = 0.1  # the warp part learns 10x slower, as in the reference
+    betas: tuple[float, float] = (0.5, 0.999)
+    max_grad_norm: float = 0.3
+    mixed_precision: bool = False
+
+
+def full_stage_losses(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batch: dict,
+                      device: torch.device, discriminator: MultiScaleDiscriminator | None) -> dict[str, torch.Tensor]:
+    x = batch_inputs(batch, device)
+    driving = batch["driving"].to(device)
+    out = generator(x, stage="full")
+    losses = criterion.warp(out["deformed"], driving)
+    losses.update(criterion.generator(out["prediction"], driving, batch["eye_mask"].to(device), x.mouth_mask,
+                                      discriminator))
+    losses["_prediction"] = out["prediction"]
+    return losses
+
+
+def adapt(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batches: Iterator[dict], device: torch.device,
+          settings: AdaptSettings, steps: int | None = None, seconds: float | None = None,
+          discriminator: MultiScaleDiscriminator | None = None,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+    """Adam on `generator` (and `discriminator` when given, LSGAN) for `steps` steps or `seconds` of wall time.
+
+    Fresh optimisers every call: no state carries over between tasks or people.
+    Returns the per-step losses. NaN gradients become 0 and +-inf +-1e3 (1e5 for D),
+    then the gradient norm is clipped, as in the reference's inner loop.
+    """
+    if steps is None and seconds is None:
+        raise ValueError("give steps or seconds")
+    s = settings
+    optim_g = adam(generator_param_groups(generator, s.lr_generator, s.warp_factor), s.lr_generator, s.betas)
+    optim_d = adam(discriminator.parameters(), s.lr_discriminator, s.betas) if discriminator is not None else None
+    generator.train()
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    step = 0
+    while (steps is None or step < steps) and (seconds is None or time.perf_counter() - start < seconds):
+        batch = next(batches)
+        if discriminator is not None:
+            discriminator.requires_grad_(False)
+        with autocast(device, s.mixed_precision):
+            losses = full_stage_losses(generator, criterion, batch, device, discriminator)
+        prediction = losses.pop("_prediction")
+        total = sum(losses.values())
+        optim_g.zero_grad(set_to_none=True)
+        total.backward()
+        sanitize_and_clip(generator.parameters(), s.max_grad_norm, clamp=1e3)
+        optim_g.step()
+        if discriminator is not None:
+            discriminator.requires_grad_(True)
+            with autocast(device, s.mixed_precision):
+                d_losses = criterion.discriminator(prediction, batch["driving"].to(device), discriminator)
+            optim_d.zero_grad(set_to_none=True)
+            sum(d_losses.values()).backward()
+            sanitize_and_clip(discriminator.parameters(), s.max_grad_norm, clamp=1e5)
+            optim_d.step()
+            losses.update(d_losses)
+        step += 1
+        record = {k: float(v.detach()) for k, v in losses.items()}
+        history.append(record)
+        if on_step is not None:
+            on_step(step, record)
+    return history
