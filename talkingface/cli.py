@@ -257,7 +257,76 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         device=args.device, batch_size=args.batch_size))
 
 
+def _add_preprocess(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preprocess", help="Turn talking-head videos (or image folders) into a mediapipe478 dataset.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="Video files, folders of frames, or folders searched recursively for both.")
+    p.add_argument("--out", required=True, help="Dataset folder (official layout + meta.json); re-runs resume it.")
+    p.add_argument("--size", type=int, default=None, help="Crop size: 256 (default) or 512 for super-resolution data.")
+    p.add_argument("--config", default=None, help="A mediapipe478 model config: size and crop settings from it.")
+    p.add_argument("--crop-expand", type=float, default=None, help="Crop side / face-box side (default 1.3).")
+    p.add_argument("--crop-offset-y", type=float, default=None,
+                   help="Crop centre moves down by this x face-box height (default 0.2).")
+    p.add_argument("--moving-box", action="store_true", default=None,
+                   help="Follow the face with a smoothed box (default: one static box per video).")
+    p.add_argument("--source-frame", type=int, default=None,
+                   help="Frame index of the source portrait (default: the first near-frontal frame).")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="Face confidence below which a frame is dropped.")
+    p.add_argument("--no-smooth", action="store_true", help="Keep raw per-frame landmarks (no temporal smoothing).")
+    p.add_argument("--fps", type=float, default=25.0, help="Frame rate recorded for folders of images.")
+    p.add_argument("--max-frames", type=int, default=None, help="Stop each input after this many frames.")
+    p.add_argument("--preview", action="store_true", help="Also write <out>/<k>/preview.mp4 with landmarks drawn.")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="Process only shard K of N (K from 0) of the sorted inputs; merge shards with merge-data.")
+    p.add_argument("--workers", type=int, default=1, help="Inputs processed in parallel worker processes.")
+    p.set_defaults(handler=_run_preprocess)
+
+
+def _run_preprocess(args: argparse.Namespace) -> None:
+    from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
+
+    run_preprocess(PreprocessOptions(
+        inputs=args.inputs, out=args.out, size=args.size, config=args.config, crop_expand=args.crop_expand,
+        crop_offset_y=args.crop_offset_y, moving_box=args.moving_box, source_frame=args.source_frame,
+        min_confidence=args.min_confidence, smooth=not args.no_smooth, image_fps=args.fps,
+        max_frames=args.max_frames, preview=args.preview, shard=args.shard, workers=args.workers))
+
+
+def _add_validate_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate-data", help="Check an official-layout dataset (either landmark scheme).")
+    p.add_argument("root", help="Dataset folder.")
+    p.add_argument("--scheme", default=None, help="dense669 or mediapipe478 (default: from meta.json or the files).")
+    p.add_argument("--identity-dim", type=int, default=None, help="Expected identity size (256 official, 128 dlib).")
+    p.add_argument("--quick", action="store_true", help="Read image headers only instead of decoding every image.")
+    p.set_defaults(handler=_run_validate_data)
+
+
+def _run_validate_data(args: argparse.Namespace) -> None:
+    from talkingface.recipes.preprocess import ValidateOptions, run_validate
+
+    run_validate(ValidateOptions(root=args.root, scheme=args.scheme, identity_dim=args.identity_dim,
+                                 check_images=not args.quick))
+
+
+def _add_merge_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge-data", help="Join datasets (e.g. preprocess shards) into one, renumbering identities.")
+    p.add_argument("inputs", nargs="+", metavar="ROOT", help="Datasets to join, in order.")
+    p.add_argument("--out", required=True, help="New dataset folder.")
+    p.add_argument("--force", action="store_true", help="Replace --out if it exists.")
+    p.add_argument("--copy", action="store_true", help="Copy files (default: hard-link when on one file system).")
+    p.set_defaults(handler=_run_merge_data)
+
+
+def _run_merge_data(args: argparse.Namespace) -> None:
+    from talkingface.recipes.preprocess import MergeOptions, run_merge
+
+    run_merge(MergeOptions(inputs=args.inputs, out=args.out, force=args.force, link=not args.copy))
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_preprocess,
+    _add_validate_data,
+    _add_merge_data,
     _add_infer,
     _add_train,
     _add_meta_train,

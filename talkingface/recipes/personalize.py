@@ -101,15 +101,28 @@ def _endless(dataset, indices: list[int], batch_size: int, seed: int):
             yield torch.utils.data.default_collate([dataset[int(i)] for i in order[start:start + batch_size]])
 
 
+def preprocess_for_model(video: Path, out: Path, cfg: Config) -> Path:
+    """Preprocess one video into a dataset matching the model (MediaPipe landmarks, dlib identity)."""
+    from talkingface.preprocess.pipeline import IDENTITY_DIM, SCHEME
+    from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
+
+    if cfg.model.landmark_scheme != SCHEME or cfg.model.generator.class_dim != IDENTITY_DIM:
+        raise ConfigError(f"a video can only drive a {SCHEME} model with {IDENTITY_DIM}-d identities (what "
+                          f"preprocessing produces); this model uses {cfg.model.landmark_scheme} and "
+                          f"{cfg.model.generator.class_dim}-d identities: give a preprocessed dataset folder instead")
+    block = cfg.dataset.data_block()
+    run_preprocess(PreprocessOptions(inputs=[str(video)], out=str(out), size=cfg.resolution[0],
+                                     crop_expand=block.crop_expand, crop_offset_y=block.crop_offset_y))
+    return out
+
+
 @contextlib.contextmanager
 def person_dataset(data: str, cfg: Config):
     """Open `data`; a video is preprocessed into a temporary dataset first."""
     path = Path(data)
     if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-        from talkingface.recipes.preprocess import preprocess_video_for_model
-
         with tempfile.TemporaryDirectory(prefix="talkingface-person-") as tmp:
-            root = preprocess_video_for_model(path, Path(tmp) / "person", cfg)
+            root = preprocess_for_model(path, Path(tmp) / "person", cfg)
             yield OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
                                   cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
         return

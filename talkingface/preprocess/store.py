@@ -1,0 +1,229 @@
+"""The output dataset of `preprocess`: resumable, and never half-written.
+
+Layout: the official one (reference section 1) plus
+    ROOT/meta.json       scheme, resolution, identity size, identities, failed inputs
+    ROOT/{k}/meta.json   per input: source video, fps, crop boxes, per-frame
+                         confidence, dropped frames (written last: it marks k as done)
+
+Each input is processed into ROOT/.staging/<token>.partial and then moved in with
+renames. The {k} folder moves first carrying an `.incomplete` marker, then the source
+files, then meta.json is written and the marker removed; a run killed at any point
+leaves a marked folder that the next run deletes. The frame -> identity map and
+ROOT/meta.json are rebuilt at the end of each run from the per-identity files (until
+then the reader still finds new frames through their folder index). A lock file keeps
+two runs from writing the same ROOT at once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talkingface.data.official import IMAGE_EXTENSIONS, MAP_FILE
+from talkingface.data.writer import write_map
+from talkingface.errors import DataError
+from talkingface.preprocess.pipeline import FRAMES_DIR, SCHEME, SOURCE_FILES, VideoResult
+from talkingface.preprocess.sources import InputItem
+from talkingface.utils.atomic import atomic_path
+
+META_FILE = "meta.json"
+FORMAT = "talkingface-preprocess"
+FORMAT_VERSION = 1
+STAGING_DIR = ".staging"
+LOCK_FILE = ".lock"
+INCOMPLETE_MARKER = ".incomplete"
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def identity_folders(root: Path) -> list[tuple[int, Path]]:
+    """(k, ROOT/{k}) for every identity folder, by k."""
+    found = [(int(p.name), p) for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(found)
+
+
+def build_frame_map(root: Path) -> dict[str, int]:
+    """Frame file name -> identity, from the files on disk."""
+    mapping: dict[str, int] = {}
+    for k, folder in identity_folders(root):
+        imgs = folder / "imgs"
+        if imgs.is_dir():
+            for image in sorted(imgs.iterdir()):
+                if image.suffix.lower() in IMAGE_EXTENSIONS:
+                    mapping.setdefault(image.name, k)
+    return mapping
+
+
+def write_frame_map(root: Path, mapping: dict[str, int]) -> None:
+    """Atomically replace ROOT/src_map_dict.pkl."""
+    tmp = Path(tempfile.mkdtemp(prefix=".map.", suffix=".partial", dir=root))
+    try:
+        write_map(tmp, mapping)
+        os.replace(tmp / MAP_FILE, root / MAP_FILE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class DatasetStore:
+    """Owns ROOT for one preprocess run: use as a context manager."""
+
+    root: Path
+    resolution: int
+    identity_dim: int
+    done: dict[str, int] = field(default_factory=dict)  # input key -> k
+    failed: dict[str, str] = field(default_factory=dict)  # input key -> error
+    committed: int = 0
+    _created: bool = False
+    _lock_fd: int | None = None
+    _next_k: int = 0
+
+    def __enter__(self) -> DatasetStore:
+        self.root = Path(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise DataError("--out must be a folder", self.root)
+        self._created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            self._check_ownership()
+            shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)  # left by a killed run
+            self._scan()
+            self._write_meta()  # marks ROOT as ours from the start
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.finalize()
+        finally:
+            self._unlock()
+
+    # ------------------------------------------------------------------ setup
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: run unlocked
+            return
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DataError("another preprocess run is writing to this folder (give each shard its own --out, "
+                            "then merge-data)", self.root) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def _check_ownership(self) -> None:
+        meta = read_json(self.root / META_FILE)
+        visible = [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
+        if meta is None or meta.get("format") != FORMAT:
+            if visible:
+                raise DataError("folder is not empty and is not a preprocess output; choose a new --out "
+                                "(merge-data joins datasets)", self.root)
+            return
+        if meta.get("scheme") != SCHEME:
+            raise DataError(f"this dataset uses the {meta.get('scheme')} scheme, not {SCHEME}", self.root)
+        if meta.get("resolution") != self.resolution:
+            raise DataError(f"this dataset holds {meta.get('resolution')}px crops; this run makes {self.resolution}px "
+                            "(use another --out)", self.root)
+        self.failed = {f["source"]: f["error"] for f in meta.get("failed", []) if isinstance(f, dict)
+                       and "source" in f and "error" in f}
+
+    def _scan(self) -> None:
+        for k, folder in identity_folders(self.root):
+            if (folder / INCOMPLETE_MARKER).exists():  # interrupted commit
+                shutil.rmtree(folder)
+                for name in SOURCE_FILES:
+                    (self.root / _source_name(name, k)).unlink(missing_ok=True)
+                continue
+            meta = read_json(folder / META_FILE)
+            if meta is not None and "source_video" in meta:
+                self.done[meta["source_video"]] = k
+            self._next_k = max(self._next_k, k + 1)
+
+    # ------------------------------------------------------------------ per input
+    def is_done(self, item: InputItem) -> bool:
+        return item.key in self.done
+
+    def staging_dir(self, item: InputItem) -> Path:
+        path = self.root / STAGING_DIR / f"{item.token}.partial"
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit(self, result: VideoResult) -> int:
+        """Move a finished input into the dataset as the next identity; returns its k."""
+        if not result.ok or result.staged is None:
+            raise ValueError("commit needs a successful result")
+        staged = result.staged
+        k = self._next_k
+        frames = staged / FRAMES_DIR
+        (frames / INCOMPLETE_MARKER).touch()
+        target = self.root / str(k)
+        os.replace(frames, target)
+        for name in SOURCE_FILES:
+            os.replace(staged / name, self.root / _source_name(name, k))
+        write_json(target / META_FILE, {"identity": k, **result.meta})
+        (target / INCOMPLETE_MARKER).unlink()
+        shutil.rmtree(staged, ignore_errors=True)
+        self._next_k = k + 1
+        self.done[result.item.key] = k
+        self.failed.pop(result.item.key, None)
+        self.committed += 1
+        return k
+
+    def record_failure(self, item: InputItem, error: str) -> None:
+        self.failed[item.key] = error
+
+    # ------------------------------------------------------------------ end of run
+    def _identities(self) -> list[dict]:
+        rows = []
+        for k, folder in identity_folders(self.root):
+            meta = read_json(folder / META_FILE) or {}
+            rows.append({"identity": k, "source_video": meta.get("source_video"),
+                         "frames": meta.get("frames_kept"), "dropped": (meta.get("dropped") or {}).get("count"),
+                         "fps": meta.get("fps")})
+        return rows
+
+    def _write_meta(self) -> None:
+        write_json(self.root / META_FILE, {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "scheme": SCHEME, "resolution": self.resolution,
+            "identity_dim": self.identity_dim, "identities": self._identities(),
+            "failed": [{"source": key, "error": err} for key, err in sorted(self.failed.items())],
+        })
+
+    def finalize(self) -> None:
+        shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)
+        if self._created and not identity_folders(self.root):
+            # nothing was produced: leave no empty dataset behind
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        write_frame_map(self.root, build_frame_map(self.root))
+        self._write_meta()
+
+
+def _source_name(staged_name: str, k: int) -> str:
+    """src.png -> src_{k}.png, src_ldmk.npy -> src_{k}_ldmk.npy, ..."""
+    return f"src_{k}{staged_name[len('src'):]}"

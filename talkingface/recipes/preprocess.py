@@ -1,0 +1,246 @@
+"""`talkingface preprocess`, `validate-data` and `merge-data`: options and wiring.
+
+The work is in talkingface.preprocess; this module turns options into settings, runs
+inputs (in worker processes with --workers), reports progress and failures, and
+raises one TalkingFaceError at the end when something failed.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from talkingface.errors import ConfigError, DataError, TalkingFaceError
+from talkingface.preprocess.identity import IDENTITY_DIM
+from talkingface.preprocess.pipeline import SCHEME, VideoResult, VideoSettings, process_input
+from talkingface.preprocess.sources import InputItem, Shard, expand_inputs
+from talkingface.preprocess.store import DatasetStore
+
+
+@dataclass
+class PreprocessOptions:
+    inputs: list[str]
+    out: str
+    size: int | None = None  # crop size; default 256 (or the config's frame_shape)
+    config: str | None = None  # a mediapipe478 model config: crop settings and size from its dataset block
+    crop_expand: float | None = None  # default 1.3 (or the config's)
+    crop_offset_y: float | None = None  # default 0.2 (or the config's)
+    moving_box: bool | None = None  # default: static box (the config's static_bbox)
+    source_frame: int | None = None
+    min_confidence: float = 0.5
+    smooth: bool = True
+    image_fps: float = 25.0
+    max_frames: int | None = None
+    preview: bool = False
+    shard: str | None = None  # "K/N", K 0-based
+    workers: int = 1
+
+
+@dataclass
+class PreprocessReport:
+    root: Path
+    processed: list[tuple[str, int]] = field(default_factory=list)  # (input, identity k)
+    skipped: list[str] = field(default_factory=list)  # already done by an earlier run
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, error)
+    frames_kept: int = 0
+    frames_dropped: int = 0
+    frames_decoded: int = 0
+    seconds: float = 0.0
+
+
+def video_settings(opts: PreprocessOptions) -> VideoSettings:
+    """Defaults <- the config's dataset block (if --config) <- explicit options."""
+    settings = VideoSettings()
+    if opts.config is not None:
+        from talkingface.config import load_config
+
+        cfg = load_config(opts.config)
+        if cfg.model.landmark_scheme != SCHEME:
+            raise ConfigError(f"preprocess writes {SCHEME} landmarks, but this config's model.landmark_scheme is "
+                              f"{cfg.model.landmark_scheme}", opts.config)
+        if cfg.model.generator.class_dim != IDENTITY_DIM:
+            raise ConfigError(f"preprocess writes {IDENTITY_DIM}-d identities, but this config's "
+                              f"model.generator.class_dim is {cfg.model.generator.class_dim}", opts.config)
+        block = cfg.dataset.data_block()
+        settings = replace(settings, size=cfg.resolution[0], crop_expand=block.crop_expand,
+                           crop_offset_y=block.crop_offset_y, static_box=block.static_bbox)
+    overrides = {
+        "size": opts.size, "crop_expand": opts.crop_expand, "crop_offset_y": opts.crop_offset_y,
+        "static_box": None if opts.moving_box is None else not opts.moving_box,
+    }
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings = replace(settings, source_frame=opts.source_frame, min_confidence=opts.min_confidence,
+                       smooth=opts.smooth, image_fps=opts.image_fps, max_frames=opts.max_frames,
+                       preview=opts.preview)
+    if not 64 <= settings.size <= 2048:
+        raise DataError(f"crop size {settings.size}: use 256 (base model) or 512 (super-resolution data)")
+    if settings.crop_expand <= 0:
+        raise DataError("crop_expand must be positive")
+    if opts.source_frame is not None and opts.source_frame < 0:
+        raise DataError("--source-frame must be 0 or more")
+    if not 0 <= opts.min_confidence <= 1:
+        raise DataError("--min-confidence must be between 0 and 1")
+    if opts.image_fps <= 0:
+        raise DataError("--fps must be positive")
+    return settings
+
+
+# ------------------------------------------------------------------ worker processes
+_PROGRESS_QUEUE = None
+
+
+def _init_worker(queue) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+def _work(item: InputItem, settings: VideoSettings, staging: Path) -> VideoResult:
+    return process_input(item, settings, staging, progress=_PROGRESS_QUEUE.put if _PROGRESS_QUEUE else None)
+
+
+def _run_parallel(items: list[InputItem], settings: VideoSettings, store: DatasetStore, workers: int, bar,
+                  on_result) -> None:
+    import queue as queue_module
+
+    context = multiprocessing.get_context("spawn")  # fork would copy MediaPipe's threads
+    progress = context.Queue()
+
+    def drain() -> None:
+        while True:
+            try:
+                bar.update(progress.get_nowait())
+            except queue_module.Empty:
+                return
+
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                                initargs=(progress,)) as pool:
+        futures = {pool.submit(_work, item, settings, store.staging_dir(item)): item for item in items}
+        try:
+            remaining = set(futures)
+            while remaining:
+                done, remaining = concurrent.futures.wait(remaining, timeout=0.25,
+                                                          return_when=concurrent.futures.FIRST_COMPLETED)
+                drain()
+                for future in sorted(done, key=lambda f: futures[f].key):
+                    item = futures[future]
+                    try:
+                        result = future.result()
+                    except concurrent.futures.process.BrokenProcessPool as e:
+                        result = VideoResult(item=item, error=f"{item.path}: worker process died ({e})")
+                    on_result(result)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        drain()
+
+
+def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
+    start = time.perf_counter()
+    settings = video_settings(opts)
+    if opts.workers < 1:
+        raise DataError("--workers must be 1 or more")
+    if not opts.inputs:
+        raise DataError("no inputs given")
+    items = expand_inputs(opts.inputs)
+    if opts.shard is not None:
+        shard = Shard.parse(opts.shard)
+        total = len(items)
+        items = shard.select(items)
+        print(f"shard {shard.index}/{shard.count}: {len(items)} of {total} inputs")
+    report = PreprocessReport(root=Path(opts.out))
+
+    with DatasetStore(Path(opts.out), settings.size, IDENTITY_DIM) as store:
+        pending = []
+        for item in items:
+            if store.is_done(item):
+                report.skipped.append(item.key)
+            else:
+                pending.append(item)
+        if report.skipped:
+            print(f"skipping {len(report.skipped)} inputs already in {opts.out}")
+
+        bar = tqdm(unit="frame", desc="preprocess", dynamic_ncols=True, smoothing=0.1, disable=not pending)
+
+        def on_result(result: VideoResult) -> None:
+            report.frames_decoded += result.frames_decoded
+            report.frames_dropped += len(result.dropped)
+            if result.ok:
+                k = store.commit(result)
+                report.processed.append((result.item.key, k))
+                report.frames_kept += result.frames_kept
+                if result.dropped:
+                    shown = ", ".join(str(i) for i, _ in result.dropped[:10]) + (", ..." if len(result.dropped) > 10
+                                                                                 else "")
+                    bar.write(f"warning: {result.item.path}: dropped {len(result.dropped)} of "
+                              f"{result.frames_decoded} frames without a usable face (frames {shown}); "
+                              f"see {Path(opts.out) / str(k) / 'meta.json'}")
+            else:
+                store.record_failure(result.item, result.error)
+                report.failed.append((result.item.key, result.error))
+                bar.write(f"error: {result.error}")
+            bar.set_postfix_str(f"inputs {len(report.processed) + len(report.failed)}/{len(pending)}")
+
+        try:
+            if opts.workers == 1 or len(pending) <= 1:
+                for item in pending:
+                    on_result(process_input(item, settings, store.staging_dir(item), progress=bar.update))
+            else:
+                _run_parallel(pending, settings, store, min(opts.workers, len(pending)), bar, on_result)
+        finally:
+            bar.close()
+
+    report.seconds = time.perf_counter() - start
+    rate = report.frames_decoded / report.seconds if report.seconds > 0 else 0.0
+    print(f"preprocess: {len(report.processed)} inputs done ({report.frames_kept} frames kept, "
+          f"{report.frames_dropped} dropped), {len(report.skipped)} skipped, {len(report.failed)} failed; "
+          f"{report.seconds:.1f} s, {rate:.1f} frames/s" + (f"; dataset in {opts.out}" if report.processed
+                                                           or report.skipped else ""))
+    if report.failed:
+        if len(report.failed) == 1 and not report.processed and not report.skipped:
+            raise TalkingFaceError(report.failed[0][1])
+        raise TalkingFaceError(f"{len(report.failed)} of {len(items)} inputs failed (the others finished); "
+                               f"errors above and in {Path(opts.out) / 'meta.json'}")
+    return report
+
+
+# ------------------------------------------------------------------ validate-data, merge-data
+@dataclass
+class ValidateOptions:
+    root: str
+    scheme: str | None = None  # default: from meta.json, else from the landmark shape
+    identity_dim: int | None = None  # default: whatever the dataset's src_{k}_id.npy files hold (must agree)
+    check_images: bool = True  # decode every image (slower); else check PNG headers only
+    max_problems_shown: int = 20
+
+
+def run_validate(opts: ValidateOptions):
+    from talkingface.preprocess.validate import validate_dataset
+
+    report = validate_dataset(Path(opts.root), scheme_name=opts.scheme, identity_dim=opts.identity_dim,
+                              check_images=opts.check_images)
+    print(report.summary(opts.max_problems_shown))
+    if report.problems:
+        raise DataError(f"{len(report.problems)} problems found", opts.root)
+    return report
+
+
+@dataclass
+class MergeOptions:
+    inputs: list[str]
+    out: str
+    force: bool = False  # replace an existing --out
+    link: bool = True  # hard-link files when on the same file system (else copy)
+
+
+def run_merge(opts: MergeOptions):
+    from talkingface.preprocess.merge import merge_datasets
+
+    result = merge_datasets([Path(p) for p in opts.inputs], Path(opts.out), force=opts.force, link=opts.link)
+    print(f"merge-data: {result.identities} identities, {result.frames} frames from {len(opts.inputs)} datasets "
+          f"into {opts.out}" + (f"; {result.renamed} frame names changed to stay unique" if result.renamed else "")
+          + (f"; {len(result.duplicates)} duplicate sources skipped" if result.duplicates else ""))
+    return result

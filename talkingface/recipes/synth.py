@@ -1,0 +1,131 @@
+"""`talkingface synth`: official-layout datasets of synthetic talking clips from portraits.
+
+Each portrait is read, its face found (Face Mesh, 478 points), cropped square around
+the face as preprocessing crops video frames, and turned into one clip by
+`talkingface.data.synthetic` (head motion, mouth, blinks; landmarks moved with the
+pixels). Identity k is portrait k. Thetas are the ArcFace alignment of the moved
+Face Mesh points, as preprocessing computes them.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_landmarks, image_identity,
+                                        landmarks_for_scheme, write_synthetic_dataset)
+from talkingface.errors import ConfigError, DataError
+from talkingface.landmarks.scheme import get_scheme
+
+# Preprocessing's crop (VideoSettings.crop_expand / crop_offset_y, the reference's values),
+# so synthetic data is framed like preprocessed data.
+CROP_EXPAND = 1.3
+CROP_OFFSET_Y = 0.2
+DLIB_DIM = 128
+DEFAULT_IDENTITY_DIM = {"mediapipe478": DLIB_DIM, "dense669": 256}  # what the shipped configs expect
+
+
+@dataclass
+class SynthOptions:
+    portraits: list[str]  # image files, one identity each
+    out: str  # dataset root to write (replaced atomically if it exists)
+    frames: int = 100  # driving frames per portrait
+    seed: int = 0
+    scheme: str = "mediapipe478"  # landmark scheme of the written landmarks
+    size: int = 256  # side of the square face crop, px
+    identity: str = "hash"  # "hash": a unit vector derived from the pixels; "dlib": the face descriptor (128-d)
+    identity_dim: int | None = None  # None: 128 for mediapipe478, 256 for dense669 (the shipped configs)
+    video: str | None = None  # optional mp4 preview of all clips, one after another
+    fps: float = 25.0
+    spec: MotionSpec | None = None  # motion bounds etc.; num_frames and seed come from the fields above
+
+
+@dataclass
+class SynthResult:
+    root: Path
+    identities: int
+    frames: int
+    video: Path | None
+    seconds: float
+
+
+def read_portrait(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8, upright per its EXIF orientation."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such image file", path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot read image ({e})", path) from None
+
+
+def crop_face(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessing's square face crop, resized to size; returns (crop, points in 0..1 of the crop)."""
+    from talkingface.preprocess.detect import box_around_points, crop_frame
+
+    h, w = image.shape[:2]
+    points_px = np.asarray(points, dtype=np.float64) * (w, h)
+    box = box_around_points(points_px, CROP_EXPAND, CROP_OFFSET_Y)
+    return crop_frame(image, box, size), box.to_crop(points_px)
+
+
+def _identity_settings(opts: SynthOptions) -> tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    if opts.identity == "hash":
+        dim = opts.identity_dim or DEFAULT_IDENTITY_DIM.get(opts.scheme, 256)
+        return dim, lambda image, points: image_identity(image, dim)
+    if opts.identity == "dlib":
+        if opts.identity_dim not in (None, DLIB_DIM):
+            raise ConfigError(f"the dlib identity has {DLIB_DIM} values; drop --identity-dim or set it to {DLIB_DIM}")
+        from talkingface.preprocess.identity import identity_embedding
+
+        return DLIB_DIM, identity_embedding
+    raise ConfigError(f"unknown identity {opts.identity!r}; known: hash, dlib")
+
+
+def run_synth(opts: SynthOptions) -> SynthResult:
+    from talkingface.preprocess.align import theta_from_points
+
+    start = time.perf_counter()
+    if not opts.portraits:
+        raise DataError("no portraits given")
+    if opts.size < 16:
+        raise ConfigError(f"size must be at least 16, got {opts.size}")
+    scheme = get_scheme(opts.scheme)
+    spec = replace(opts.spec or MotionSpec(), num_frames=opts.frames, seed=opts.seed)  # re-validates
+    identity_dim, identity_fn = _identity_settings(opts)
+
+    portraits, mesh_points = [], []
+    for path in opts.portraits:
+        image = read_portrait(path)
+        crop, points = crop_face(image, detect_landmarks(image, path), opts.size)
+        portraits.append((crop, landmarks_for_scheme(points, scheme)))
+        mesh_points.append(points)
+
+    def thetas(k: int, clip: SyntheticClip) -> tuple[np.ndarray, np.ndarray]:
+        # Face Mesh points move with the clip whatever the scheme written, so theta is
+        # defined for dense669 stand-ins too.
+        pts = mesh_points[k]
+        return theta_from_points(pts), np.stack([theta_from_points(clip.move_points(t, pts))
+                                                 for t in range(clip.num_frames)])
+
+    root, clips = write_synthetic_dataset(opts.out, portraits, spec, identity_dim, scheme, identity_fn, thetas)
+    total = sum(c.num_frames for c in clips)
+    print(f"Wrote {len(clips)} synthetic clip(s), {total} frames ({opts.scheme} landmarks, "
+          f"{identity_dim}-d {opts.identity} identity) to {root}")
+
+    video = None
+    if opts.video:
+        from talkingface.utils.video import write_video
+
+        video = Path(opts.video)
+        write_video(video, (frame for clip in clips for frame in clip.frames), opts.fps)
+        print(f"Preview: {video}")
+    return SynthResult(root=root, identities=len(clips), frames=total, video=video,
+                       seconds=time.perf_counter() - start)
