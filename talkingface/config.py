@@ -126,6 +126,7 @@ class GeneratorConfig:
     conv_dim: int = 32  # extension: SPADE decoder width unit (widest block 16x)
     spade_start_size: int = 4  # extension: decoder starts at this size
     spade_num_blocks: int = 7  # extension: SPADE res blocks (start * 2**(n-1) = image size)
+    spade_hidden: int = 128  # extension: width of each SPADE's shared conv
     feature_num_blocks: int = 3  # extension: source feature encoder depth
 
 
@@ -163,7 +164,7 @@ class LossWeights:
     id: float = 0.0  # identity loss; needs an identity network file (train.id_network)
     eye_enhance: float = 0.0
     mouth_enhance: float = 0.0
-    l1: float = 0.0
+    l1: float = 0.0  # L1 on the prediction; extension: also on the warp stage's deformed image
     warp_ce: float = 0.0  # read by the reference; unused
     D_exp: float = 0.0  # read by the reference; unused
 

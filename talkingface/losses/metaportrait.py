@@ -57,17 +57,24 @@ def feature_matching(real: dict, fake: dict, weights: list[float]) -> torch.Tens
 class MetaPortraitLoss(nn.Module):
     """Named loss terms for the warp stage, the full stage's generator and its discriminator."""
 
-    def __init__(self, weights: LossWeights, scales: list[float], vgg: VGG19Features, channels: int = 3,
+    def __init__(self, weights: LossWeights, scales: list[float], vgg: VGG19Features | None, channels: int = 3,
                  disc_scales: tuple[float, ...] = (1.0,)):
         super().__init__()
         self.w = weights
         self.disc_scales = tuple(float(s) for s in disc_scales)  # a subset of `scales`
         self.pyramid = ImagePyramid(scales, channels)
-        self.vgg = vgg.eval()
+        if vgg is None and sum(weights.perceptual):
+            raise ValueError("the perceptual loss needs a VGG19")
+        self.vgg = vgg.eval() if vgg is not None else None
 
     def warp(self, deformed: torch.Tensor, driving: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"warp_perceptual": perceptual(self.vgg, self.pyramid(deformed), self.pyramid(driving),
-                                              self.w.perceptual)}
+        out = {}
+        if sum(self.w.perceptual):
+            out["warp_perceptual"] = perceptual(self.vgg, self.pyramid(deformed), self.pyramid(driving),
+                                                self.w.perceptual)
+        if self.w.l1:  # extension: the reference's warp stage has the perceptual term only
+            out["warp_l1"] = self.w.l1 * (deformed - driving).abs().mean()
+        return out
 
     def generator(self, prediction: torch.Tensor, driving: torch.Tensor, eye_mask: torch.Tensor | None,
                   mouth_mask: torch.Tensor | None, disc: nn.Module | None) -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ def generator_specs(cfg: Config, spectral_norm: bool | None = None) -> tuple[War
         decoder_channels=g.conv_dim,
         decoder_start_size=g.spade_start_size,
         decoder_blocks=g.spade_num_blocks,
+        spade_hidden=g.spade_hidden,
         spectral_norm=sn,
         gaze_heatmaps=g.with_gaze_htmap,
         line_images=g.with_ldmk_line,

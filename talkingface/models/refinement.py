@@ -27,6 +27,7 @@ class RefinementSpec:
     decoder_channels: int = 32  # the official `conv_dim`; widest block is 16x this
     decoder_start_size: int = 4
     decoder_blocks: int = 7
+    spade_hidden: int = 128  # width of each SPADE's shared conv (hard-coded 128 in the reference)
     spectral_norm: bool = True
     gaze_heatmaps: bool = True
     num_gaze: int = 8
@@ -86,16 +87,16 @@ class IdentitySPADE(nn.Module):
 
 class SPADEResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, condition_channels: int, identity_dim: int,
-                 instance_norm: bool, spectral_norm: bool):
+                 instance_norm: bool, spectral_norm: bool, hidden: int = 128):
         super().__init__()
         mid = min(in_ch, out_ch)
         self.conv_0 = maybe_spectral_norm(nn.Conv2d(in_ch, mid, 3, padding=1), spectral_norm)
         self.conv_1 = maybe_spectral_norm(nn.Conv2d(mid, out_ch, 3, padding=1), spectral_norm)
-        self.norm_0 = IdentitySPADE(in_ch, condition_channels, identity_dim, instance_norm)
-        self.norm_1 = IdentitySPADE(mid, condition_channels, identity_dim, instance_norm)
+        self.norm_0 = IdentitySPADE(in_ch, condition_channels, identity_dim, instance_norm, hidden)
+        self.norm_1 = IdentitySPADE(mid, condition_channels, identity_dim, instance_norm, hidden)
         if in_ch != out_ch:
             self.conv_skip = maybe_spectral_norm(nn.Conv2d(in_ch, out_ch, 1, bias=False), spectral_norm)
-            self.norm_skip = IdentitySPADE(in_ch, condition_channels, identity_dim, instance_norm)
+            self.norm_skip = IdentitySPADE(in_ch, condition_channels, identity_dim, instance_norm, hidden)
         else:
             self.conv_skip = self.norm_skip = None
 
@@ -123,7 +124,7 @@ class IdentitySPADEDecoder(nn.Module):
             nn.ConvTranspose2d(spec.identity_dim, 16 * nf, spec.decoder_start_size), spec.spectral_norm)
         self.blocks = nn.ModuleList(
             SPADEResBlock(in_mult[i] * nf, mult[i] * nf, scales[self.scale_of_block[i]] + spec.condition_extra_channels,
-                          spec.identity_dim, spec.instance_norm, spec.spectral_norm)
+                          spec.identity_dim, spec.instance_norm, spec.spectral_norm, spec.spade_hidden)
             for i in range(n))
         self.to_rgb = nn.Conv2d(mult[-1] * nf, spec.image_channels, 3, padding=1)
 

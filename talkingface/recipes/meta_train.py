@@ -114,7 +114,7 @@ def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info:
         if not isinstance(start_ckpt.get("generator"), dict):
             raise CheckpointError("not a MetaPortrait checkpoint (no 'generator')", opts.ckpt)
     seed_everything(cfg.general.random_seed)
-    vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main)
+    vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main) if sum(cfg.train.loss_weights.perceptual) else None
     frames = OfficialDataset(opts.data_root or d.data_block().root, get_scheme(cfg.model.landmark_scheme),
                              cfg.resolution[0], cfg.model.generator.class_dim, subset=d.ldmk_idx)
     tasks = MetaTaskDataset(frames, TaskSpec(num_support=d.num_support_samples, num_target=d.num_target_samples,

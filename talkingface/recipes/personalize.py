@@ -140,8 +140,8 @@ def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
     t = cfg.train
     # No GAN terms: the discriminator is not needed to fit one person (the meta config also sets it to 0).
     weights = replace(t.loss_weights, generator_gan=0.0)
-    criterion = MetaPortraitLoss(weights, t.scales, load_vgg(opts.vgg19, opts.random_vgg, device),
-                                 cfg.model.common.num_channels).to(device)
+    vgg = load_vgg(opts.vgg19, opts.random_vgg, device) if sum(weights.perceptual) else None
+    criterion = MetaPortraitLoss(weights, t.scales, vgg, cfg.model.common.num_channels).to(device)
     settings = AdaptSettings(lr_generator=opts.lr or t.inner_lr_generator, warp_factor=t.inner_warplr_tune,
                              betas=(t.inner_beta_1, t.inner_beta_2))
     out = Path(opts.out)

@@ -116,7 +116,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     if opts.init_ckpt and not Path(opts.init_ckpt).is_file():
         raise CheckpointError("checkpoint to start from not found", opts.init_ckpt)
     seed_everything(cfg.general.random_seed)  # first: a --random-vgg network must be the same on every run
-    vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main)
+    vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main) if sum(cfg.train.loss_weights.perceptual) else None
     identity_loss = None
     if full and t.loss_weights.id and t.id_network:
         identity_loss = IdentityLoss(t.id_network, t.loss_weights.id).to(device)
