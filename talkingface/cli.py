@@ -71,6 +71,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vgg19", default=None, help="VGG19 ImageNet weights (torchvision layout).")
     p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19 for the perceptual loss.")
     p.add_argument("--skip-bad", action="store_true", help="Skip unreadable frames with a warning.")
+    p.add_argument("--val-data", default=None, help="Full stage: held-out dataset scored every train.eval_freq "
+                                                     "iterations (PSNR/SSIM/L1, as `talkingface evaluate`).")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 
@@ -83,7 +85,7 @@ def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: in
         warp_ckpt=args.warp_ckpt, data_root=args.data_root, mixed_precision=args.fp16, device=args.device,
         max_steps=args.max_steps, epochs=args.epochs, batch_size=batch_size, ckpt_every=args.ckpt_every,
         log_every=args.log_every, image_every=args.image_every, vgg19=args.vgg19, random_vgg=args.random_vgg,
-        skip_bad=args.skip_bad, num_workers=args.num_workers)
+        skip_bad=args.skip_bad, val_data=args.val_data, num_workers=args.num_workers)
 
 
 def meta_options_from_args(args: argparse.Namespace, ckpt: str | None, remove_sn: bool):

@@ -166,3 +166,10 @@ def test_identity_loss_runs_when_a_network_is_configured(data_root, tmp_path):
     cfg.write_text(cfg_text)
     result = run_training(opts(data_root, tmp_path / "run", stage="full", config=str(cfg), max_steps=1))
     assert 0 <= result.history[0]["id"] <= 40
+
+
+def test_validation_uses_the_evaluation_metrics(data_root, tmp_path):
+    val = make_tiny_dataset(tmp_path / "val", frames_per_identity=(3,), seed=5)
+    result = run_training(opts(data_root, tmp_path / "v", stage="full", max_steps=2, val_data=str(val)))
+    assert set(result.validation) == {"psnr", "ssim", "l1"}
+    assert 0 < result.validation["psnr"] < 100 and -1 <= result.validation["ssim"] <= 1

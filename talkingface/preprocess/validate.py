@@ -192,6 +192,7 @@ def validate_dataset(root: Path, scheme_name: str | None = None, identity_dim: i
     mapped_ids = set(mapping.values())
     sizes: Counter = Counter()
     name_owners: dict[str, list[int]] = {}
+    mismatched: list[tuple[Path, int]] = []  # frames the map assigns to another identity
     total = sum(len(list((f / "imgs").glob("*"))) for f in folders.values() if (f / "imgs").is_dir())
     bar = tqdm(total=total, unit="frame", desc="validate", dynamic_ncols=True, disable=total < 500)
 
@@ -249,9 +250,8 @@ def validate_dataset(root: Path, scheme_name: str | None = None, identity_dim: i
             name_owners.setdefault(image.name, []).append(k)
             if mapping and image.name not in mapping:
                 report.problem(image, f"frame is not in {MAP_FILE} (a stale map: re-run preprocess to rebuild it)")
-            elif image.name in mapping and mapping[image.name] != k and len(name_owners[image.name]) == 1:
-                report.problem(image, f"{MAP_FILE} assigns this frame to identity {mapping[image.name]}, "
-                                      f"but it is in folder {k}")
+            elif image.name in mapping and mapping[image.name] != k:
+                mismatched.append((image, k))
             bar.update(1)
         report.frames_per_identity[k] = len(images)
         meta = _read_json(folder / "meta.json")
@@ -259,6 +259,12 @@ def validate_dataset(root: Path, scheme_name: str | None = None, identity_dim: i
             report.problem(folder / "meta.json", f"says {meta['frames_kept']} frames, the folder has {len(images)}")
     bar.close()
 
+    # A repeated name cannot be told apart by the map (the reader uses the folder then), so only
+    # names that occur once must agree with it.
+    for image, k in mismatched:
+        if len(name_owners[image.name]) == 1:
+            report.problem(image, f"{MAP_FILE} assigns this frame to identity {mapping[image.name]}, "
+                                  f"but it is in folder {k}")
     for name, owners in name_owners.items():
         if len(owners) > 1:
             report.warn(name, f"frame name used by identities {owners} (fine here; the reference reader needs "

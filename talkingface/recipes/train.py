@@ -31,6 +31,7 @@ from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.build import build_discriminator, build_generator
 from talkingface.recipes.infer import batch_inputs
 from talkingface.training.state import restore_rng
+from talkingface.training.validation import pick_frames, validate
 from talkingface.training.checkpointing import checkpoint_name, remove_partials
 from talkingface.training.common import SkipBadFrames, autocast, find_resume, gather_rng, load_vgg, seed_everything
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
@@ -66,6 +67,8 @@ class TrainOptions:
     vgg19: str | None = None  # VGG19 ImageNet weights file
     random_vgg: bool = False  # smoke tests only: perceptual loss on an untrained VGG19
     skip_bad: bool = False  # skip unreadable frames with a warning instead of stopping
+    val_data: str | None = None  # full stage: a held-out dataset scored every train.eval_freq iterations
+    val_frames: int = 8  # frames of val_data scored each time
     max_bad_steps: int = 10  # consecutive non-finite losses tolerated before stopping
     num_workers: int = 0
 
@@ -79,6 +82,7 @@ class TrainResult:
     local_history: list[dict[str, float]] = field(default_factory=list, repr=False)  # this rank's own losses
     generator: torch.nn.Module | None = field(default=None, repr=False)
     discriminator: torch.nn.Module | None = field(default=None, repr=False)
+    validation: dict[str, float] | None = None  # final scores on val_data (full stage, rank 0)
 
 
 def _apply_overrides(cfg: Config, opts: TrainOptions) -> Config:
@@ -127,6 +131,11 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
                               cfg.resolution[0], cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx,
                               with_theta=identity_loss is not None)
     data: torch.utils.data.Dataset = SkipBadFrames(dataset) if opts.skip_bad else dataset
+    val_set = None
+    if opts.val_data and full:
+        val_set = OfficialDataset(opts.val_data, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                                  cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+        val_indices = pick_frames(val_set, opts.val_frames)
 
     generator, discriminator = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
     blocks = cfg.model.generator.spade_num_blocks
@@ -276,6 +285,10 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
                     if full:
                         images["prediction"] = out["prediction"]
                     logger.image_grid("train", images, iteration)
+            if val_set is not None and main and (iteration % t.eval_freq == 0 or iteration == total):
+                scores = validate(generator, val_set, val_indices, device)
+                logger.scalars(scores, iteration, "val/")
+                bar.write(f"validation at {iteration}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
             if iteration % t.ckpt_save_iter_freq == 0:
                 last_ckpt = save(epoch, epoch)
             if opts.max_steps is not None and iteration >= opts.max_steps:
@@ -296,4 +309,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     if main:
         rate = len(history) / max(time.perf_counter() - start, 1e-9)
         print(f"Trained {len(history)} iterations ({rate:.2f} it/s); last checkpoint: {last_ckpt}")
-    return TrainResult(out_dir, last_ckpt, iteration, history, local_history, generator, discriminator)
+    result = TrainResult(out_dir, last_ckpt, iteration, history, local_history, generator, discriminator)
+    if val_set is not None and main:
+        result.validation = validate(generator, val_set, val_indices, device)
+    return result
