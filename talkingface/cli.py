@@ -325,6 +325,69 @@ def _run_merge_data(args: argparse.Namespace) -> None:
     run_merge(MergeOptions(inputs=args.inputs, out=args.out, force=args.force, link=not args.copy))
 
 
+def _add_train_sr(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-sr", help="Train the temporal super-resolution model (256 -> 512) on LQ/GT clips.")
+    p.add_argument("--config", required=True, help="Temporal SR YAML (e.g. temporal_sr_512.yaml; the reference's "
+                                                   "BasicSR option files parse too).")
+    p.add_argument("--data", dest="data_root", default=None,
+                   help="make-sr-data folder (<clip>/lq, <clip>/gt); overrides datasets.train.")
+    p.add_argument("--val-data", dest="val_root", default=None, help="The same for validation; overrides datasets.val.")
+    p.add_argument("--no-val", action="store_true", help="Train without validation.")
+    p.add_argument("--out", dest="out_dir", default=None, help="Checkpoint/log folder (default: saved/ckpt_sr/<name>).")
+    p.add_argument("--resume", default=None, help="Checkpoint to resume, or 'auto' for the newest in --out.")
+    p.add_argument("--init-ckpt", default=None,
+                   help="Start from GFPGANv1.3.pth or a temporal SR checkpoint (overrides the config).")
+    p.add_argument("--max-steps", type=int, default=None, help="Stop after this many iterations (with a checkpoint).")
+    p.add_argument("--total-iter", type=int, default=None, help="Override train.total_iter (and the cosine period).")
+    p.add_argument("--batch-size", type=int, default=None, help="Clips per process and step (batch_size_per_gpu).")
+    p.add_argument("--ckpt-every", type=int, default=None, help="Override logger.save_checkpoint_freq.")
+    p.add_argument("--log-every", type=int, default=None, help="Override logger.print_freq.")
+    p.add_argument("--image-every", type=int, default=None, help="Override logger.image_freq.")
+    p.add_argument("--val-every", type=int, default=None, help="Override val.val_freq.")
+    p.add_argument("--vgg19", default=None, help="VGG19 ImageNet weights (torchvision layout).")
+    p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19 for the losses.")
+    p.add_argument("--lpips-alexnet", default=None, help="AlexNet weights for the LPIPS validation metric.")
+    p.add_argument("--lpips-lin", default=None, help="LPIPS v0.1 linear layers (alex.pth).")
+    p.add_argument("--fp16", action="store_true", help="Mixed precision (fp16 on CUDA, bf16 on CPU).")
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (num_worker_per_gpu).")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_train_sr)
+
+
+def _run_train_sr(args: argparse.Namespace) -> None:
+    from talkingface.recipes.train_sr import SRTrainOptions, run_sr_training
+
+    run_sr_training(SRTrainOptions(
+        config=args.config, data_root=args.data_root, val_root=args.val_root, no_val=args.no_val,
+        out_dir=args.out_dir, resume=args.resume, init_ckpt=args.init_ckpt, max_steps=args.max_steps,
+        total_iter=args.total_iter, batch_size=args.batch_size, ckpt_every=args.ckpt_every,
+        log_every=args.log_every, image_every=args.image_every, val_every=args.val_every, vgg19=args.vgg19,
+        random_vgg=args.random_vgg, lpips_alexnet=args.lpips_alexnet, lpips_lin=args.lpips_lin,
+        mixed_precision=args.fp16, num_workers=args.num_workers, device=args.device))
+
+
+def _add_make_sr_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-sr-data", help="Build LQ/GT clip pairs for train-sr from a preprocessed 512 dataset.")
+    p.add_argument("--data", required=True, help="Official-layout dataset at the GT size (preprocess --size 512).")
+    p.add_argument("--out", required=True, help="Output folder: <clip>/lq/*.png and <clip>/gt/*.png; reruns resume.")
+    p.add_argument("--ckpt", default=None, help="Base-model checkpoint: LQ = its self-reconstruction at 256.")
+    p.add_argument("--config", default=None, help="The base model's config (with --ckpt).")
+    p.add_argument("--degrade", action="store_true",
+                   help="LQ by blur, x0.5, noise and JPEG instead (the default when no --ckpt is given).")
+    p.add_argument("--seed", type=int, default=0, help="Degradation seed: the same seed gives the same files.")
+    p.add_argument("--batch-size", type=int, default=1, help="Frames per base-model forward pass.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_make_sr_data)
+
+
+def _run_make_sr_data(args: argparse.Namespace) -> None:
+    from talkingface.recipes.make_sr_data import MakeSRDataOptions, run_make_sr_data
+
+    run_make_sr_data(MakeSRDataOptions(data=args.data, out=args.out, ckpt=args.ckpt, config=args.config,
+                                       degrade=args.degrade, seed=args.seed, batch_size=args.batch_size,
+                                       device=args.device))
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
     _add_validate_data,
@@ -334,6 +397,8 @@ VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_meta_train,
     _add_personalize,
     _add_enhance,
+    _add_train_sr,
+    _add_make_sr_data,
     _add_synth,
     _add_evaluate,
     _add_sample_data,

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", default="Full", help="Warp | Full (training)")
     p.add_argument("--task", default="Meta", help="Pretrain | Meta | Eval (training)")
     p.add_argument("--remove_sn", action="store_true", help="remove spectral norm (meta-training)")
+    p.add_argument("--input", default=None, help="metaportraitsr --task Test: frames folder or video to enhance")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     train = p.add_argument_group("training (metaportraitbasetrain)")
     add_train_arguments(train)
@@ -59,8 +60,10 @@ def _run(args: argparse.Namespace) -> None:
             run_meta_training(meta_options_from_args(args, args.ckpt, args.remove_sn))
         else:
             raise TalkingFaceError(f"--task must be Pretrain or Meta, not {args.task!r}")
-    elif model in MODELS:
-        raise TalkingFaceError(f"--model={model} is not available in this version yet")
+    elif model == "metaportraitsr":
+        from talkingface.recipes.train_sr import run_seed_sr
+
+        run_seed_sr(args)
     else:
         raise TalkingFaceError(f"unknown --model {args.model!r}; expected one of: {', '.join(MODELS)}")
 

@@ -23,6 +23,24 @@ _LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 5
 _TAPS = (1, 6, 11, 20, 29)
 
 
+def _layer_names() -> tuple[str, ...]:
+    """Names of `features` by index, as torchvision/BasicSR spell them: conv3_4 is the
+    fourth conv of block 3 (its output before the ReLU), relu3_4 the same after it."""
+    names: list[str] = []
+    block, conv = 1, 0
+    for item in _LAYOUT:
+        if item == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+    return tuple(names)
+
+
+VGG19_LAYER_NAMES = _layer_names()
+
+
 def hub_cache_path() -> Path:
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     return torch_home / "hub" / "checkpoints" / HUB_FILENAME
@@ -95,3 +113,23 @@ class VGG19Features(nn.Module):
             if i in _TAPS:
                 taps.append(x)
         return taps
+
+    def named_features(self, x: torch.Tensor, names, normalize: bool = True) -> dict[str, torch.Tensor]:
+        """Activations of the named layers (see VGG19_LAYER_NAMES) for B x 3 x H x W input in 0..1.
+
+        `normalize` applies the ImageNet mean/std first. Layers past the deepest one named
+        are not run. The ReLUs are not in place, so a conv's output stays pre-activation.
+        """
+        unknown = sorted(set(names) - set(VGG19_LAYER_NAMES))
+        if unknown:
+            raise ValueError(f"unknown VGG19 layer name(s) {unknown}; known: {', '.join(VGG19_LAYER_NAMES)}")
+        wanted = set(names)
+        last = max(VGG19_LAYER_NAMES.index(n) for n in wanted)
+        if normalize:
+            x = (x - self.mean) / self.std
+        out = {}
+        for name, layer in zip(VGG19_LAYER_NAMES[:last + 1], self.features):
+            x = layer(x)
+            if name in wanted:
+                out[name] = x
+        return out
