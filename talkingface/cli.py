@@ -388,11 +388,47 @@ def _run_make_sr_data(args: argparse.Namespace) -> None:
                                        device=args.device))
 
 
+def _add_animate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("animate", help="Make a portrait (photo or video) talk like a driving video.")
+    p.add_argument("--source", required=True, help="The portrait: a photo (.jpg, .png, ...) or a video of the person.")
+    p.add_argument("--driving", required=True, help="The video whose motion and audio are transferred.")
+    p.add_argument("--ckpt", default=None,
+                   help="A mediapipe478 model checkpoint (default: the bundled model).")
+    p.add_argument("--config", default=None, help="Model config (default: the one stored in the checkpoint).")
+    p.add_argument("--out", default="animated.mp4", help="Output video (.mp4, .mov, .mkv or .m4v).")
+    p.add_argument("--absolute", action="store_true",
+                   help="Absolute motion: use the driving landmarks as they are (default: relative motion).")
+    p.add_argument("--find-best-frame", action="store_true",
+                   help="Measure motion from the driving frame most like the source (default: the first with a face).")
+    p.add_argument("--crop-only", action="store_true", help="Write the generated face crops, no paste-back.")
+    p.add_argument("--batch-size", type=int, default=8, help="Driving frames per forward pass.")
+    p.add_argument("--personalize", type=int, default=0, metavar="N",
+                   help="First fine-tune N steps on the source (a video of the person).")
+    p.add_argument("--vgg19", default=None, help="--personalize: VGG19 ImageNet weights (torchvision layout).")
+    p.add_argument("--enhance", action="store_true", help="Temporal super-resolution of the crops (needs --sr-ckpt).")
+    p.add_argument("--sr-ckpt", default=None, help="Temporal super-resolution weights (not bundled).")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="Inference precision (bf16/fp16 where the device computes them natively).")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_animate)
+
+
+def _run_animate(args: argparse.Namespace) -> None:
+    from talkingface.recipes.animate import AnimateOptions, run_animate
+
+    run_animate(AnimateOptions(
+        source=args.source, driving=args.driving, out=args.out, ckpt=args.ckpt, config=args.config,
+        relative=not args.absolute, find_best_frame=args.find_best_frame, crop_only=args.crop_only,
+        batch_size=args.batch_size, personalize=args.personalize, vgg19=args.vgg19, enhance=args.enhance,
+        sr_ckpt=args.sr_ckpt, precision=args.precision, device=args.device))
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
     _add_validate_data,
     _add_merge_data,
     _add_infer,
+    _add_animate,
     _add_train,
     _add_meta_train,
     _add_personalize,

@@ -1,0 +1,245 @@
+"""`talkingface animate`: make a portrait (photo or video) talk like a driving video.
+
+Options and wiring; the work is in talkingface.animate. Order: check the options and
+that both inputs decode; find the source face and track the driving video (so a
+missing face fails before anything slow); personalise (optional) into a temporary
+checkpoint that is loaded and deleted; then render, paste back and write the video in
+one stream, with the driving video's fps and audio. The output appears only when
+complete (utils.video.write_video writes a temporary file and renames it).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from talkingface.errors import CheckpointError, ConfigError, DataError
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "bundled_64.pth.tar"
+OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 and AAC
+
+
+@dataclass
+class AnimateOptions:
+    source: str  # portrait photo, or a video of the person
+    driving: str  # the video whose motion (and audio) is transferred
+    out: str = "animated.mp4"
+    ckpt: str | None = None  # default: the bundled model (BUNDLED_MODEL)
+    config: str | None = None  # default: the config stored in the checkpoint
+    relative: bool = True  # relative motion; False: absolute
+    find_best_frame: bool = False
+    crop_only: bool = False  # the generated crops at the model's size, no paste-back
+    batch_size: int = 8
+    personalize: int = 0  # steps of personalisation on a source video first (0: none)
+    enhance: bool = False  # temporal super-resolution of the crops (needs sr_ckpt)
+    sr_ckpt: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"  # fp32, bf16 or fp16 where the inference engine offers them
+    feather: float = 0.1  # paste-back blend band, fraction of the crop side
+    smooth: bool = True  # temporal smoothing of the driving landmarks
+    vgg19: str | None = None  # --personalize: VGG19 weights for the perceptual loss
+    random_vgg: bool = False  # --personalize smoke tests only: an untrained VGG19
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class AnimateResult:
+    out: Path
+    frames: int
+    fps: float
+    width: int
+    height: int
+    audio: bool  # the driving video's audio was muxed in
+    frames_without_face: int  # driving frames that held the last good pose
+    reference_frame: int  # the driving frame relative motion is measured from
+    source_frame: int  # the frame used from a source video (0 for a photo)
+    several_faces: bool  # in the source or the driving video; the largest was used
+    personalized_steps: int
+    seconds: float
+
+
+def default_checkpoint() -> Path:
+    if not BUNDLED_MODEL.is_file():
+        raise CheckpointError("the bundled model is not installed in this copy of talkingface; pass --ckpt MODEL "
+                              "(a mediapipe478 checkpoint, e.g. one from `talkingface train` or `personalize`)",
+                              BUNDLED_MODEL)
+    return BUNDLED_MODEL
+
+
+def _check_options(opts: AnimateOptions) -> tuple[Path, Path, Path]:
+    if opts.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {opts.batch_size}")
+    if opts.personalize < 0:
+        raise ConfigError(f"--personalize takes a number of steps >= 0, got {opts.personalize}")
+    if opts.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"--precision must be fp32, bf16 or fp16, got {opts.precision!r}")
+    if not 0 <= opts.feather < 0.5:
+        raise ConfigError(f"feather must be in [0, 0.5), got {opts.feather}")
+    if opts.enhance and not opts.sr_ckpt:
+        raise ConfigError("--enhance needs --sr-ckpt FILE (the super-resolution weights are not bundled)")
+    if opts.sr_ckpt and not opts.enhance:
+        raise ConfigError("--sr-ckpt is only used with --enhance")
+    source, driving, out = Path(opts.source), Path(opts.driving), Path(opts.out)
+    for path, what in ((source, "source"), (driving, "driving video")):
+        if not path.exists():
+            raise DataError(f"{what} not found", path)
+    if out.suffix.lower() not in OUTPUT_EXTENSIONS:
+        raise DataError(f"output must be a video file ({', '.join(sorted(OUTPUT_EXTENSIONS))})", out)
+    if out.is_dir():
+        raise DataError("output is a folder; give a video file path", out)
+    for path in (source, driving):
+        if out.exists() and out.resolve() == path.resolve():
+            raise DataError("output would overwrite an input", out)
+    return source, driving, out
+
+
+def _personalize(opts: AnimateOptions, ckpt: Path, source: Path, workdir: Path) -> Path:
+    from talkingface.animate.pipeline import is_image_path
+    from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
+
+    if is_image_path(source) or source.is_dir():
+        raise ConfigError("--personalize needs a video file of the source person (it fine-tunes on its frames)",
+                          source)
+    print(f"Personalising {ckpt.name} on {source} for {opts.personalize} steps")
+    result = run_personalize(PersonalizeOptions(
+        ckpt=str(ckpt), data=str(source), out=str(workdir / "personalized.pth.tar"), steps=opts.personalize,
+        config=opts.config, device=opts.device, vgg19=opts.vgg19, random_vgg=opts.random_vgg, seed=opts.seed))
+    return result.checkpoint
+
+
+def _enhancer(sr_ckpt: str, device):
+    """A crops -> super-resolved crops stream function (loaded now, to fail before any work)."""
+    from talkingface.checkpoints.sr import load_temporal_sr
+    from talkingface.recipes.enhance import InputResizedWarning, iter_planned, plan_windows, to_tensor, to_uint8
+
+    model = load_temporal_sr(sr_ckpt).eval().to(device)
+    plan = plan_windows(model)
+
+    def enhance(crops: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        import cv2
+
+        def tensors():
+            warned = False
+            for crop in crops:
+                if crop.shape[0] != model.input_size:
+                    if not warned:
+                        warnings.warn(f"the model's {crop.shape[0]}px crops are resized to {model.input_size}px, "
+                                      "the super-resolution network's input size", InputResizedWarning, stacklevel=2)
+                        warned = True
+                    crop = cv2.resize(crop, (model.input_size, model.input_size), interpolation=cv2.INTER_CUBIC)
+                yield to_tensor(crop)
+
+        for frame in iter_planned(model, tensors(), plan):
+            yield to_uint8(frame)
+
+    return enhance
+
+
+def _check_decodes(path: Path) -> None:
+    from talkingface.animate.pipeline import close_frames, is_image_path, open_video, read_image
+
+    if is_image_path(path):
+        read_image(path)
+        return
+    stream = open_video(path)
+    try:
+        if next(iter(stream.frames), None) is None:
+            raise DataError("no frames could be decoded", path)
+    finally:
+        close_frames(stream)
+
+
+def _track_driving(path: Path, settings, progress: bool):
+    """(landmark track, fps, several faces seen) of the driving video; the caller closes the track."""
+    from talkingface.animate.faces import FaceTracker
+    from talkingface.animate.pipeline import close_frames, open_video, track_landmarks
+
+    driving = open_video(path)
+    try:
+        with FaceTracker(settings.tracker, label=f"{path} (driving)") as tracker, \
+                tqdm(total=driving.num_frames or None, unit="frame", desc="track", dynamic_ncols=True,
+                     disable=not progress) as bar:
+            track = track_landmarks(driving.frames, tracker.process, settings, on_frame=lambda: bar.update(1))
+            several = tracker.several_faces > 0
+    finally:
+        close_frames(driving)
+    if track.count == 0 or track.first_good is None:
+        track.close()
+        if track.count == 0:
+            raise DataError("no frames could be decoded", path)
+        raise DataError(f"no face found in any of the {track.count} driving frames", path)
+    return track, (driving.fps if driving.fps > 0 else 25.0), several
+
+
+def run_animate(opts: AnimateOptions) -> AnimateResult:
+    from talkingface.animate.motion import motion_transfer
+    from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
+                                              output_frames, prepare_engine, reference_frame, render_crops,
+                                              settings_for_model, source_poses)
+    from talkingface.checkpoints.official import load_generator
+    from talkingface.recipes.personalize import config_for_checkpoint
+    from talkingface.utils.device import resolve_device
+    from talkingface.utils.video import probe_video, write_video
+
+    began = time.perf_counter()
+    source_path, driving_path, out = _check_options(opts)
+    for path in (source_path, driving_path):  # input errors first: both inputs must open and decode
+        _check_decodes(path)
+    has_audio = not driving_path.is_dir() and probe_video(driving_path).has_audio
+    ckpt = Path(opts.ckpt) if opts.ckpt else default_checkpoint()
+    cfg = config_for_checkpoint(str(ckpt), opts.config)
+    check_model_config(cfg, opts.config or ckpt)
+    device = resolve_device(opts.device)
+    settings = settings_for_model(cfg, relative=opts.relative, find_best_frame=opts.find_best_frame,
+                                  crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
+                                  smooth=opts.smooth)
+
+    enhance = _enhancer(opts.sr_ckpt, device) if opts.enhance else None  # a bad file fails now
+
+    # Faces before the slow steps (personalisation, model loads): a missing face fails in seconds.
+    source = load_source(source_path, settings)
+    track, fps, several_driving = _track_driving(driving_path, settings, opts.progress)
+    with track:
+        if track.missing:
+            print(f"{track.missing} of {track.count} driving frames have no face: they hold the last good pose")
+        with tempfile.TemporaryDirectory(prefix="talkingface-animate-") as work:
+            if opts.personalize:
+                ckpt = _personalize(opts, ckpt, source_path, Path(work))
+            model = load_generator(ckpt, cfg).model  # personalised weights stay in memory; the file goes
+        renderer = CropRenderer(prepare_engine(model, device, opts.precision), source, model_scheme(cfg))
+
+        reference = reference_frame(track, source.points, settings.find_best_frame)
+        motion = motion_transfer(source.points, track.get(reference), settings.relative, settings.crop_expand,
+                                 settings.crop_offset_y)
+        crops = render_crops(renderer, source_poses(track, motion), settings.batch_size)
+        if enhance is not None:
+            crops = enhance(crops)
+        frames = output_frames(crops, source, settings)
+        shape: list[int] = []
+
+        def counted() -> Iterator[np.ndarray]:
+            with tqdm(total=track.count, unit="frame", desc="animate", dynamic_ncols=True,
+                      disable=not opts.progress) as bar:
+                for frame in frames:
+                    if not shape:
+                        shape.extend(frame.shape[:2])
+                    bar.update(1)
+                    yield frame
+
+        count = write_video(out, counted(), fps, audio_from=driving_path if has_audio else None)
+
+    result = AnimateResult(
+        out=out, frames=count, fps=fps, width=shape[1], height=shape[0], audio=has_audio,
+        frames_without_face=track.missing, reference_frame=reference, source_frame=source.frame_index,
+        several_faces=source.several_faces or several_driving, personalized_steps=opts.personalize,
+        seconds=time.perf_counter() - began)
+    print(f"Wrote {out}: {count} frames, {result.width}x{result.height} at {fps:g} fps"
+          + (", with the driving video's audio" if has_audio else "") + f", in {result.seconds:.1f} s")
+    return result
