@@ -1,0 +1,329 @@
+"""Base-model inference speed: the reference's straightforward path against the optimised
+one, side by side in one process, on the official 256 architecture.
+
+    python benchmarks/bench_infer.py [--frames 8] [--batch-size 4] [--precision auto]
+                                     [--ablation] [--compile] [--command]
+
+- reference: fp32, one frame at a time, the source re-encoded for every frame,
+  spectral norm applied at run time (eval mode, stored u and v): the reference
+  implementation's model forward.
+- optimised: `InferenceEngine` (source encoded once per video, spectral norm folded,
+  fused SPADE blocks, batching, bf16 convolutions where the CPU has native bf16).
+
+Weights: the parity weights (../shared/parity, the official checkpoint's layout filled
+deterministically) when present, else random init. Inputs: the bundled sample dataset
+(8 frames, cycled for more). Each path prints frames/s, peak memory, the speed-up over
+the reference and the PSNR of its uint8 frames against the reference's.
+
+--ablation adds one row per optimisation, applied cumulatively. --command also times
+the whole seed command (`run_talkingface.py --model=metaportraitbaseinference`) in a
+subprocess, start to finish, against the reference's model forward alone.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from talkingface.inference.bench import PathResult, PeakMemory, format_table, load_average, machine_info, timed
+from talkingface.inference.engine import InferenceEngine, SourceCache, choose_precision, psnr_uint8
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config" / "meta_portrait_256_eval.yaml"
+PARITY = REPO.parent / "shared" / "parity"
+
+
+@dataclass
+class BenchOptions:
+    frames: int = 8
+    batch_size: int = 4
+    precision: str = "auto"  # auto: choose_precision for the device
+    channels_last: bool = False
+    compile: bool = False
+    ablation: bool = False
+    command: bool = False
+    weights: str = "auto"  # auto (parity if present), parity, random
+    parity_dir: Path = PARITY
+    config: Path = CONFIG
+    device: str = "cpu"
+
+
+# --------------------------------------------------------------------------- model and inputs
+def parity_state_dict(parity_dir: Path) -> dict[str, torch.Tensor]:
+    """The parity weights in the official checkpoint's key layout."""
+    spec = importlib.util.spec_from_file_location("_parity_weights", parity_dir / "weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manifest = json.loads((parity_dir / "base_manifest.json").read_text())
+    return module.fill_state_dict(manifest["generator"])
+
+
+class ModelFactory:
+    """Fresh generators (spectral norm attached, as a checkpoint loads) with fixed weights."""
+
+    def __init__(self, opts: BenchOptions):
+        from talkingface.checkpoints.official import to_official
+        from talkingface.config import load_config
+        from talkingface.models.build import build_generator
+
+        self.cfg = load_config(opts.config)
+        self.blocks = self.cfg.model.generator.spade_num_blocks
+        use_parity = opts.weights == "parity" or (opts.weights == "auto" and (opts.parity_dir / "weights.py").is_file())
+        if use_parity:
+            self.official_sd = parity_state_dict(opts.parity_dir)
+            self.weights = f"parity weights ({opts.parity_dir})"
+        else:
+            torch.manual_seed(0)
+            self.official_sd = to_official(build_generator(self.cfg).state_dict(), self.blocks)
+            self.weights = "random init (seed 0)"
+
+    def __call__(self) -> torch.nn.Module:
+        from talkingface.checkpoints.official import load_official_state
+        from talkingface.models.build import build_generator
+
+        model = build_generator(self.cfg)
+        load_official_state(model, self.official_sd, self.blocks, "bench", "generator")
+        return model.eval()
+
+
+def sample_batches(cfg, frames: int, batch_size: int, device: torch.device):
+    """`frames` driving frames of the bundled sample (cycled), as GeneratorInputs batches."""
+    from talkingface.data.sample import install_sample_data
+    from talkingface.recipes.infer import batch_inputs, open_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root, _ = install_sample_data(Path(tmp) / "data")
+        dataset = open_dataset(cfg, root)
+        items = [dataset[i % len(dataset)] for i in range(frames)]
+    batches = []
+    for start in range(0, frames, batch_size):
+        batch = torch.utils.data.default_collate(items[start:start + batch_size])
+        batches.append(batch_inputs(batch, device))
+    return batches
+
+
+def _concat(batches, field: str) -> torch.Tensor:
+    return torch.cat([getattr(b, field) for b in batches])
+
+
+def rebatch(batches, size: int):
+    from talkingface.models.generator import GeneratorInputs
+
+    fields = list(vars(batches[0]))
+    whole = {f: _concat(batches, f) for f in fields}
+    count = whole["source"].shape[0]
+    return [GeneratorInputs(**{f: t[i:i + size] for f, t in whole.items()}) for i in range(0, count, size)]
+
+
+# --------------------------------------------------------------------------- paths
+@dataclass(frozen=True)
+class Step:
+    name: str
+    source_once: bool = True
+    engine: bool = True  # InferenceEngine (spectral norm folded); else the raw model
+    fuse: bool = False
+    batch: int = 1
+    channels_last: bool = False
+    precision: str = "fp32"
+    autocast: bool = False  # torch.autocast around an fp32 engine (for the ablation only)
+    compile: bool = False
+
+
+def run_step(step: Step, factory: ModelFactory, batches, device: torch.device) -> tuple[PathResult, torch.Tensor]:
+    """Time one path over all frames (after one untimed warm-up batch). The source
+    encoding is timed: once per video for the optimised paths, per frame otherwise."""
+    from talkingface.recipes.infer import to_uint8
+
+    memory = PeakMemory(device)
+    gc.collect()
+    memory.reset()
+    model = factory().to(device)
+    batches = rebatch(batches, step.batch)
+    extra: dict[str, float] = {}
+    with torch.inference_mode():
+        if not step.engine:
+            if step.source_once:
+                cache: dict[str, list[torch.Tensor]] = {}
+
+                def render(x):
+                    if "f" not in cache:
+                        cache["f"] = model.refine.encode_source(x.source[:1])
+                    feats = [f.expand(x.source.shape[0], *f.shape[1:]) for f in cache["f"]]
+                    return model.forward_refine(x, model.forward_warp(x), source_features=feats)
+            else:
+                def render(x):
+                    return model(x)["prediction"]
+            reset = (lambda: cache.clear()) if step.source_once else (lambda: None)
+        else:
+            engine = InferenceEngine.prepare(model, device, step.precision, step.channels_last, step.compile,
+                                             fuse=step.fuse)
+            sources = SourceCache(engine)
+
+            def render(x):
+                if step.autocast:
+                    with torch.autocast(device.type, dtype=torch.bfloat16):
+                        return engine.render(x, sources.features([0] * x.source.shape[0], x.source))
+                return engine.render(x, sources.features([0] * x.source.shape[0], x.source))
+            reset = sources.clear
+        # Warm-up: oneDNN builds its kernels on first use; torch.compile compiles here.
+        _, warm = timed(lambda: render(batches[0]), device)
+        if step.compile:
+            extra["compile_s"] = warm
+        reset()
+        outputs, seconds = timed(lambda: [render(x) for x in batches], device)
+    frames = sum(x.source.shape[0] for x in batches)
+    result = PathResult(step.name, frames, seconds, memory.peak_mib(), memory.start_mib, extra=extra)
+    pixels = to_uint8(torch.cat(outputs))
+    del model
+    return result, pixels
+
+
+def ablation_steps(batch: int, precision: str, channels_last: bool, compile: bool) -> list[Step]:
+    steps = [
+        Step("reference: fp32, per frame, source re-encoded, spectral norm at run time", source_once=False,
+             engine=False),
+        Step("+ source encoded once per video", engine=False),
+        Step("+ spectral norm folded at load"),
+        Step("+ fused SPADE blocks", fuse=True),
+        Step(f"+ batch {batch}", fuse=True, batch=batch),
+        Step("+ channels_last", fuse=True, batch=batch, channels_last=True),
+    ]
+    if precision != "fp32":
+        steps.append(Step(f"{precision} autocast everywhere (rejected: PSNR)", fuse=True, batch=batch,
+                          channels_last=channels_last, autocast=True))
+        steps.append(Step(f"+ {precision} convolutions, fp32 elsewhere", fuse=True, batch=batch,
+                          channels_last=channels_last, precision=precision))
+    if compile:
+        steps.append(Step("+ torch.compile", fuse=True, batch=batch, channels_last=channels_last,
+                          precision=precision, compile=True))
+    return steps
+
+
+# --------------------------------------------------------------------------- whole command
+def _make_dataset(dest: Path, frames: int) -> None:
+    """The bundled sample with its driving frames cycled to `frames`."""
+    from talkingface.data.sample import install_sample_data
+
+    root, _ = install_sample_data(dest)
+    folder = root / "0"
+    originals = sorted((folder / "imgs").glob("*.png"))
+    stems = [p.stem for p in originals]
+    for i in range(len(originals), frames):
+        src = stems[i % len(stems)]
+        name = f"{i:08d}"
+        shutil.copy(folder / "imgs" / f"{src}.png", folder / "imgs" / f"{name}.png")
+        shutil.copy(folder / "ldmks" / f"{src}_ldmk.npy", folder / "ldmks" / f"{name}_ldmk.npy")
+        if (folder / "thetas").is_dir():
+            shutil.copy(folder / "thetas" / f"{src}_theta.npy", folder / "thetas" / f"{name}_theta.npy")
+    for p in originals[frames:]:
+        p.unlink()
+
+
+def seed_command_supports_precision() -> bool:
+    from talkingface.seed_cli import build_parser
+
+    return any("--precision" in a.option_strings for a in build_parser()._actions)
+
+
+def time_seed_command(factory: ModelFactory, config: Path, frames: int, batch: int, precision: str) -> PathResult:
+    """Wall time of the whole seed inference command in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ckpt = work / "ckpt_base.pth.tar"
+        torch.save({"generator": factory.official_sd, "epoch": 0}, ckpt)
+        _make_dataset(work / "dataset" / "meta_portrait_base_data", frames)
+        cmd = [sys.executable, str(REPO / "run_talkingface.py"), "--model=metaportraitbaseinference",
+               f"--config={config}", f"--ckpt={ckpt}", f"--save_dir={work / 'saved'}", f"--batch_size={batch}"]
+        if seed_command_supports_precision():
+            cmd.append(f"--precision={precision}")
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"seed command failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return PathResult(f"seed command, {precision}, batch {batch} (whole process: start-up, load, data, PNGs, video)",
+                      frames, seconds)
+
+
+# --------------------------------------------------------------------------- main
+def run(opts: BenchOptions) -> list[PathResult]:
+    device = torch.device(opts.device)
+    info = machine_info(device)
+    precision = opts.precision
+    if precision == "auto":
+        precision = choose_precision(device).precision
+    print("\n".join(info.lines()))
+    print(f"load average at start: {load_average()}")
+    factory = ModelFactory(opts)
+    print(f"model: official 256 architecture ({opts.config.name}), {factory.weights}; {opts.frames} frames")
+    batches = sample_batches(factory.cfg, opts.frames, opts.batch_size, device)
+
+    if opts.ablation:
+        steps = ablation_steps(opts.batch_size, precision, opts.channels_last, opts.compile)
+    else:
+        steps = [ablation_steps(1, "fp32", False, False)[0],
+                 Step(f"optimised: {precision}, batch {opts.batch_size}"
+                      + (", channels_last" if opts.channels_last else "") + (", compiled" if opts.compile else ""),
+                      fuse=True, batch=opts.batch_size, channels_last=opts.channels_last, precision=precision,
+                      compile=opts.compile)]
+    rows: list[PathResult] = []
+    reference_pixels = None
+    for step in steps:
+        row, pixels = run_step(step, factory, batches, device)
+        if reference_pixels is None:
+            reference_pixels = pixels
+        row.psnr_db = psnr_uint8(pixels, reference_pixels)
+        row.max_diff = int(np.abs(pixels.astype(np.int16) - reference_pixels.astype(np.int16)).max())
+        if "compile_s" in row.extra:
+            row.note = f"compile {row.extra['compile_s']:.0f} s, not counted"
+        rows.append(row)
+        print(f"  {row.name}: {row.fps:.3f} frames/s, PSNR {row.psnr_db:.1f} dB", flush=True)
+    if opts.command:
+        for p in dict.fromkeys(["fp32", precision]):
+            if p != "fp32" and not seed_command_supports_precision():
+                print(f"  (seed command has no --precision yet: {p} not timed)")
+                continue
+            row = time_seed_command(factory, opts.config, opts.frames, opts.batch_size, p)
+            rows.append(row)
+            print(f"  {row.name}: {row.fps:.3f} frames/s", flush=True)
+    print(f"load average at end: {load_average()}\n")
+    print(format_table(rows, rows[0]))
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench_infer", description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=8, help="driving frames per path (the 8 sample frames, cycled)")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per forward in the optimised path")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="optimised path's precision (auto: the fastest that keeps 40 dB on this device)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the optimised path")
+    p.add_argument("--ablation", action="store_true", help="one row per optimisation, cumulatively")
+    p.add_argument("--command", action="store_true", help="also time the whole seed inference command")
+    p.add_argument("--weights", default="auto", choices=["auto", "parity", "random"])
+    p.add_argument("--parity-dir", type=Path, default=PARITY, help="folder with weights.py and base_manifest.json")
+    p.add_argument("--config", type=Path, default=CONFIG, help="model config (default: the official 256 eval)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run(BenchOptions(frames=args.frames, batch_size=args.batch_size, precision=args.precision,
+                     channels_last=args.channels_last, compile=args.compile, ablation=args.ablation,
+                     command=args.command, weights=args.weights, parity_dir=args.parity_dir, config=args.config,
+                     device=args.device))
+    return 0

@@ -1,0 +1,278 @@
+"""An inference wrapper around a loaded base generator: precision, memory layout, compilation.
+
+What `InferenceEngine.prepare` does to the model, each kept because it was measured to
+help or to cost nothing (docs/performance.md has the numbers):
+
+- spectral norm folded into plain weights (exact: eval mode uses the stored u, v);
+- eval mode, no autograd state;
+- optional channels_last memory layout;
+- bf16 / fp16: the convolutions (nearly all the FLOPs) computed in the low precision
+  with their weights stored cast once; everything else stays float32;
+- optional torch.compile (on CUDA with CUDA graphs: mode "reduce-overhead").
+
+The source feature pyramid depends on the source image only: `encode_source` computes
+it once and `render` reuses it for every driving frame (`SourceCache` keeps it per
+identity). `render` returns float32 predictions whatever the precision.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Hashable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from talkingface.inference.fused import fuse_for_inference
+from talkingface.inference.precision import (LOW_DTYPES, PRECISIONS, LowPrecisionConv, check_precision,
+                                             lower_conv_precision, lowered_temporarily, psnr_uint8)
+from talkingface.models.generator import GeneratorInputs
+from talkingface.models.layers import fold_spectral_norm
+
+__all__ = ["PRECISIONS", "EngineOptions", "InferenceEngine", "LowPrecisionConv", "PrecisionChoice", "SourceCache",
+           "choose_precision", "cpu_flags", "generator_psnr_check", "lower_conv_precision", "native_precisions",
+           "psnr_uint8", "render_batches", "to_uint8"]
+
+MIN_PSNR_DB = 40.0
+
+# Output PSNR (uint8 frames) of the low precisions against fp32 per model and device type,
+# measured with benchmarks/bench_infer.py and bench_sr.py on the parity weights (see
+# docs/performance.md). Used when `choose_precision` gets no sample to check on.
+MEASURED_PSNR_DB: dict[str, dict[str, dict[str, float]]] = {
+    "base": {"cpu": {"bf16": 42.4}},
+    "sr": {"cpu": {"bf16": 46.1}},
+}
+
+
+# --------------------------------------------------------------------------- hardware
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return frozenset()
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def native_precisions(device: torch.device | str) -> tuple[str, ...]:
+    """Low precisions the device computes natively (not emulated), fastest first."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return ()
+    flags = cpu_flags()
+    out = []
+    # oneDNN runs bf16 on any AVX512 CPU, but only these flags make it faster than fp32.
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        out.append("bf16")
+    if flags & {"avx512_fp16", "amx_fp16"} and torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        out.append("fp16")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- precision choice
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str
+    reason: str
+    psnr_db: float | None = None  # of this precision against fp32, where known
+
+
+def choose_precision(device: torch.device | str, check: Callable[[str], float] | None = None,
+                     min_psnr: float = MIN_PSNR_DB, model: str = "base") -> PrecisionChoice:
+    """The fastest precision whose output stays at `min_psnr` dB or more against fp32.
+
+    `check(precision)` returns that PSNR on a sample (`generator_psnr_check`,
+    `talkingface.inference.sr.sr_psnr_check`); without it the figure measured for this
+    `model` ("base" or "sr") on this kind of device is used, and an unmeasured
+    combination gets fp32.
+    """
+    device = torch.device(device)
+    for precision in native_precisions(device):
+        if check is not None:
+            value = float(check(precision))
+            source = "checked on a sample"
+        else:
+            known = MEASURED_PSNR_DB.get(model, {}).get(device.type, {}).get(precision)
+            if known is None:
+                continue
+            value, source = known, "measured on this kind of device (docs/performance.md)"
+        if value >= min_psnr:
+            return PrecisionChoice(precision, f"{precision}: {value:.1f} dB against fp32, {source}", value)
+    return PrecisionChoice("fp32", "no faster precision known to stay within "
+                           f"{min_psnr:.0f} dB of fp32 on {device.type}")
+
+
+def to_uint8(prediction: torch.Tensor) -> np.ndarray:
+    """B x 3 x H x W tanh output -> B x H x W x 3 uint8, truncating as the reference does."""
+    return np.clip(prediction.float().permute(0, 2, 3, 1).cpu().numpy() * 255, 0, 255).astype(np.uint8)
+
+
+def generator_psnr_check(model: nn.Module, sample: GeneratorInputs,
+                         device: torch.device | str = "cpu") -> Callable[[str], float]:
+    """A `check` for `choose_precision`: PSNR of the sample rendered at a precision
+    against fp32, on the model as given (not copied: its convolutions are lowered only
+    while the check runs, with the weights rounded as `lower_conv_precision` rounds them).
+    """
+    device = torch.device(device)
+    model = model.eval()
+    x = sample.to(device)
+    with torch.inference_mode():
+        reference = to_uint8(model(x)["prediction"])
+
+    def check(precision: str) -> float:
+        with torch.inference_mode(), lowered_temporarily(model, LOW_DTYPES[precision]):
+            return psnr_uint8(to_uint8(model(x)["prediction"]), reference)
+
+    return check
+
+
+# --------------------------------------------------------------------------- engine
+@dataclass(frozen=True)
+class EngineOptions:
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    fuse: bool = True  # fused SPADE blocks and norms (talkingface.inference.fused)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+
+
+class _Render(nn.Module):
+    """The per-frame part of the generator with plain tensors in and out (what
+    torch.compile sees)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, features: list[torch.Tensor], source: torch.Tensor, source_line: torch.Tensor,
+                driving_line: torch.Tensor, driving_subset: torch.Tensor, mouth_mask: torch.Tensor,
+                identity: torch.Tensor) -> torch.Tensor:
+        # features: the source pyramid, coarse to fine, batch B; images B x C x H x W -> B x 3 x H x W
+        x = GeneratorInputs(source=source, source_line=source_line, driving_line=driving_line,
+                            driving_subset=driving_subset, mouth_mask=mouth_mask, identity=identity)
+        warp_out = self.generator.forward_warp(x)
+        return self.generator.forward_refine(x, warp_out, source_features=features)
+
+
+_INPUT_NAMES = ("source", "source_line", "driving_line", "driving_subset", "mouth_mask", "identity")
+
+
+class InferenceEngine:
+    """A prepared generator. Build it with `InferenceEngine.prepare`, which takes over the
+    model: it folds the spectral norm and may replace the convolutions, in place."""
+
+    def __init__(self, model: nn.Module, options: EngineOptions):
+        self.model = model
+        self.options = options
+        self.device = torch.device(options.device)
+        self._render: Callable[..., torch.Tensor] = _Render(model)
+        self._compiled_batch: int | None = None
+        if options.compile:
+            if self.device.type == "cuda":
+                # CUDA graphs remove the per-kernel launch cost that dominates small batches.
+                self._render = torch.compile(self._render, mode="reduce-overhead", dynamic=False)
+            else:
+                # Freezing lets inductor pre-pack the conv weights for oneDNN and fold constants.
+                self._render = torch.compile(self._render, dynamic=False, options={"freezing": True})
+
+    @classmethod
+    def prepare(cls, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
+                channels_last: bool = False, compile: bool = False, fuse: bool = True) -> "InferenceEngine":
+        options = EngineOptions(str(torch.device(device)), precision, channels_last, compile, fuse)
+        model = fold_spectral_norm(model).eval().requires_grad_(False).to(options.device)
+        if fuse:
+            fuse_for_inference(model)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if precision != "fp32":
+            lower_conv_precision(model, LOW_DTYPES[precision])
+        return cls(model, options)
+
+    @property
+    def precision(self) -> str:
+        return self.options.precision
+
+    def _layout(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        if self.options.channels_last and t.dim() == 4:
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    @torch.inference_mode()
+    def encode_source(self, source: torch.Tensor) -> list[torch.Tensor]:
+        """Source feature pyramid (coarse to fine) for a B x 3 x H x W source in 0..1."""
+        return self.model.refine.encode_source(self._layout(source))
+
+    @torch.inference_mode()
+    def render(self, inputs: GeneratorInputs, source_features: list[torch.Tensor]) -> torch.Tensor:
+        """Predictions (B x 3 x H x W, float32, -1..1) for a batch of driving frames.
+
+        `source_features` come from `encode_source`: batch B, or 1 to share one source."""
+        batch = inputs.source.shape[0]
+        tensors = [self._layout(getattr(inputs, name)) for name in _INPUT_NAMES]
+        pad = self._compiled_pad(batch)
+        if pad:  # a compiled graph is specialised to one batch size: fill with copies of the last frame
+            tensors = [torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in tensors]
+        total = batch + pad
+        features = [f.expand(total, *f.shape[1:]) if f.shape[0] == 1
+                    else torch.cat([f, f[-1:].expand(pad, *f.shape[1:])]) if pad else f
+                    for f in source_features]
+        if self.options.compile and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        prediction = self._render(features, *tensors)[:batch]
+        # A CUDA graph's output buffer is overwritten by its next replay: copy it out.
+        if self.options.compile and self.device.type == "cuda":
+            prediction = prediction.clone()
+        return prediction.contiguous()
+
+    def _compiled_pad(self, batch: int) -> int:
+        if not self.options.compile:
+            return 0
+        if self._compiled_batch is None:
+            self._compiled_batch = batch
+        if batch > self._compiled_batch:
+            raise ValueError(f"this compiled engine renders batches of at most {self._compiled_batch} "
+                             f"frames, got {batch}")
+        return self._compiled_batch - batch
+
+
+class SourceCache:
+    """Source feature pyramids per identity key, encoded once by the engine."""
+
+    def __init__(self, engine: InferenceEngine):
+        self.engine = engine
+        self._features: dict[Hashable, list[torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+    def features(self, keys: Sequence[Hashable], sources: torch.Tensor) -> list[torch.Tensor]:
+        """Features for a batch whose frame i has identity keys[i] and source sources[i]."""
+        for i, key in enumerate(keys):
+            if key not in self._features:
+                self._features[key] = self.engine.encode_source(sources[i:i + 1])
+        if len(set(keys)) == 1:  # one source: broadcast instead of copying
+            return self._features[keys[0]]
+        scales = len(self._features[keys[0]])
+        return [torch.cat([self._features[k][s] for k in keys]) for s in range(scales)]
+
+    def clear(self) -> None:
+        self._features.clear()
+
+
+def render_batches(engine: InferenceEngine, batches: Iterator[tuple[GeneratorInputs, Sequence[Hashable]]],
+                   cache: SourceCache | None = None) -> Iterator[torch.Tensor]:
+    """Render (inputs, identity keys) batches with the source encoded once per key."""
+    cache = cache or SourceCache(engine)
+    for inputs, keys in batches:
+        yield engine.render(inputs, cache.features(keys, inputs.source))
