@@ -1,12 +1,8 @@
 """`talkingface evaluate` end to end through `talkingface.cli.main`.
 
-Until the lead merges the verb into talkingface/cli.py, the test registers the
-`_add_evaluate` / `_run_evaluate` pair below (the snippet proposed for cli.py) by
-monkeypatching `talkingface.cli.VERBS`; once cli.py has `_add_evaluate`, that one is used.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -23,48 +19,9 @@ from talkingface.utils.video import iter_frames, probe_video, write_video
 FACES = Path(__file__).resolve().parent / "data" / "faces"
 
 
-# ------------------------------------------------------------ proposed cli.py snippet
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="Score a predicted video against its ground truth and write a report.")
-    p.add_argument("--pred", required=True, help="Predicted frames: a folder of images or a video file.")
-    p.add_argument("--gt", required=True, help="Ground-truth (or driving) frames: a folder of images or a video.")
-    p.add_argument("--out", required=True, help="Report folder: per_frame.csv, summary.json, metrics.png, "
-                                                "side_by_side.mp4.")
-    p.add_argument("--source", default=None, help="Source image: CSIM against it (cross-identity runs) and the "
-                                                  "first column of the side-by-side video.")
-    p.add_argument("--lpips-alexnet", default=None, help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth); "
-                   "default $TALKINGFACE_LPIPS_ALEXNET, then $TORCH_HOME/hub/checkpoints/.")
-    p.add_argument("--lpips-lin", default=None, help="LPIPS v0.1 linear layers (alex.pth); "
-                                                     "default $TALKINGFACE_LPIPS_LIN.")
-    p.add_argument("--inception", default=None, help="Inception-v3 weights for FID (pt_inception-2015-12-05 or "
-                   "torchvision's); default $TALKINGFACE_INCEPTION, then $TORCH_HOME/hub/checkpoints/.")
-    p.add_argument("--arcface", default=None, help="ArcFace ONNX model for CSIM (needs onnxruntime); "
-                                                   "default: dlib's face descriptor.")
-    p.add_argument("--fps", type=float, default=None, help="Side-by-side video rate; default the inputs' rate.")
-    p.add_argument("--no-video", action="store_true", help="Skip the side-by-side video.")
-    p.add_argument("--no-face-metrics", action="store_true", help="Skip CSIM and AKD (the slowest part on CPU).")
-    p.add_argument("--no-temporal", action="store_true", help="Skip the warping error.")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (LPIPS and FID networks).")
-    p.add_argument("--batch-size", type=int, default=8, help="Frames per LPIPS / Inception pass.")
-    p.set_defaults(handler=_run_evaluate)
-
-
-def _run_evaluate(args: argparse.Namespace) -> None:
-    from talkingface.recipes.evaluate import EvaluateOptions, run_evaluate
-
-    run_evaluate(EvaluateOptions(
-        pred=args.pred, gt=args.gt, out=args.out, source=args.source, lpips_alexnet=args.lpips_alexnet,
-        lpips_lin=args.lpips_lin, inception=args.inception, arcface=args.arcface, fps=args.fps,
-        write_video=not args.no_video, face_metrics=not args.no_face_metrics, temporal=not args.no_temporal,
-        device=args.device, batch_size=args.batch_size))
-# ------------------------------------------------------------------------------------
-
-
 @pytest.fixture()
 def evaluate_cli(monkeypatch, tmp_path):
     """cli.main with the evaluate verb, no LPIPS/FID weights anywhere it looks."""
-    if not hasattr(cli, "_add_evaluate"):
-        monkeypatch.setattr(cli, "VERBS", [*cli.VERBS, _add_evaluate])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     for name in ("TALKINGFACE_LPIPS_ALEXNET", "TALKINGFACE_LPIPS_LIN", "TALKINGFACE_INCEPTION"):
         monkeypatch.delenv(name, raising=False)
