@@ -6,8 +6,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from talkingface.inference.bench_sr import main
+# Measure the tree this script lives in, not whichever talkingface is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from talkingface.inference.bench_sr import main  # noqa: E402 - after the path set-up
 
 if __name__ == "__main__":
     sys.exit(main())

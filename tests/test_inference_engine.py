@@ -62,8 +62,13 @@ def reference_path(model: nn.Module, x: GeneratorInputs) -> torch.Tensor:
         return torch.cat([model(frames(x, i, i + 1))["prediction"] for i in range(x.source.shape[0])])
 
 
+def prepare(model: nn.Module, **options) -> InferenceEngine:
+    """A copy of the model prepared, leaving glibc's allocator settings alone (process-wide)."""
+    return InferenceEngine.prepare(copy.deepcopy(model), "cpu", keep_freed_memory=False, **options)
+
+
 def engine_path(model: nn.Module, x: GeneratorInputs, batch: int, **options) -> torch.Tensor:
-    engine = InferenceEngine.prepare(copy.deepcopy(model), "cpu", **options)
+    engine = prepare(model, **options)
     cache = SourceCache(engine)
     count = x.source.shape[0]
     return torch.cat([engine.render(frames(x, i, i + batch), cache.features([0] * min(batch, count - i),
@@ -78,11 +83,12 @@ def assert_exact(got: torch.Tensor, want: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("options", [
-    dict(batch=1, fuse=False),
+    dict(batch=1, fuse=False, channels_last=False),
+    dict(batch=1, channels_last=False),
+    dict(batch=4, channels_last=False),
     dict(batch=1),
     dict(batch=4),
     dict(batch=3),  # a short last batch
-    dict(batch=4, channels_last=True),
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_fp32_engine_matches_reference(tiny_model, tiny_inputs, options):
     want = reference_path(tiny_model, tiny_inputs)
@@ -122,8 +128,7 @@ def test_batch_norm_spade_blocks_are_left_alone():
 
 
 def test_every_decoder_block_is_fused_and_every_conv_lowered(tiny_model):
-    model = copy.deepcopy(tiny_model)
-    engine = InferenceEngine.prepare(model, precision="bf16")
+    engine = prepare(tiny_model, precision="bf16")
     blocks = list(engine.model.refine.decoder.blocks)
     assert blocks and all(isinstance(b, FusedSPADEResBlock) for b in blocks)
     assert not any(type(m) in (nn.Conv2d, nn.ConvTranspose2d) for m in engine.model.modules())
@@ -153,7 +158,7 @@ def test_source_cache_encodes_each_identity_once(tiny_cfg, tmp_path):
     keys = batch["identity_index"].tolist()
     assert len(set(keys)) == 2
     want = reference_path(model, x)
-    engine = InferenceEngine.prepare(copy.deepcopy(model))
+    engine = prepare(model)
     calls = []
     encode = engine.encode_source
     engine.encode_source = lambda s: calls.append(s.shape[0]) or encode(s)
@@ -181,6 +186,19 @@ def test_compiled_engine_pads_short_batches(tiny_model, tiny_inputs, monkeypatch
     assert_exact(got, want)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_render_traces_as_one_graph(tiny_model, tiny_inputs, precision):
+    """torch.compile sees the whole per-frame model: no graph breaks (tracing only, no compile)."""
+    engine = prepare(tiny_model, precision=precision)
+    features = [f.expand(2, *f.shape[1:]).contiguous(memory_format=torch.channels_last)
+                for f in engine.encode_source(tiny_inputs.source[:1])]
+    tensors = [engine._layout(getattr(frames(tiny_inputs, 0, 2), name)) for name in engine_mod._INPUT_NAMES]
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(engine._render)(features, *tensors)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+
+
 def test_choose_precision(monkeypatch):
     monkeypatch.setattr(engine_mod, "native_precisions", lambda device: ("bf16", "fp16"))
     assert choose_precision("cpu", check=lambda p: 45.0).precision == "bf16"
@@ -202,7 +220,17 @@ def test_psnr_check_leaves_the_model_untouched(tiny_model, tiny_inputs):
 
 def test_unknown_precision_is_refused(tiny_model):
     with pytest.raises(ValueError, match="precision"):
-        InferenceEngine.prepare(copy.deepcopy(tiny_model), precision="int8")
+        prepare(tiny_model, precision="int8")
+
+
+def test_keep_freed_memory_can_be_undone():
+    from talkingface.inference.cpu import keep_freed_memory
+
+    state = keep_freed_memory(True)
+    try:
+        assert state.applied or state.reason == "not glibc"
+    finally:
+        keep_freed_memory(False)
 
 
 @pytest.mark.slow

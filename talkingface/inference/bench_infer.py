@@ -8,7 +8,8 @@ one, side by side in one process, on the official 256 architecture.
   spectral norm applied at run time (eval mode, stored u and v): the reference
   implementation's model forward.
 - optimised: `InferenceEngine` (source encoded once per video, spectral norm folded,
-  fused SPADE blocks, batching, bf16 convolutions where the CPU has native bf16).
+  fused layers, batching, channels_last, freed memory kept, bf16 convolutions where the
+  CPU has native bf16), and the exact fp32 variant of it.
 
 Weights: the parity weights (../shared/parity, the official checkpoint's layout filled
 deterministically) when present, else random init. Inputs: the bundled sample dataset
@@ -50,7 +51,7 @@ class BenchOptions:
     frames: int = 8
     batch_size: int = 4
     precision: str = "auto"  # auto: choose_precision for the device
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     ablation: bool = False
     command: bool = False
@@ -136,6 +137,7 @@ class Step:
     fuse: bool = False
     batch: int = 1
     channels_last: bool = False
+    keep_freed_memory: bool = False
     precision: str = "fp32"
     autocast: bool = False  # torch.autocast around an fp32 engine (for the ablation only)
     compile: bool = False
@@ -168,7 +170,7 @@ def run_step(step: Step, factory: ModelFactory, batches, device: torch.device) -
             reset = (lambda: cache.clear()) if step.source_once else (lambda: None)
         else:
             engine = InferenceEngine.prepare(model, device, step.precision, step.channels_last, step.compile,
-                                             fuse=step.fuse)
+                                             fuse=step.fuse, keep_freed_memory=step.keep_freed_memory)
             sources = SourceCache(engine)
 
             def render(x):
@@ -190,25 +192,36 @@ def run_step(step: Step, factory: ModelFactory, batches, device: torch.device) -
     return result, pixels
 
 
-def ablation_steps(batch: int, precision: str, channels_last: bool, compile: bool) -> list[Step]:
+def ablation_steps(batch: int, precision: str, compile: bool) -> list[Step]:
+    """Cumulative steps. The allocator setting is process-wide, so every step after the
+    one that turns it on runs with it."""
     steps = [
         Step("reference: fp32, per frame, source re-encoded, spectral norm at run time", source_once=False,
              engine=False),
         Step("+ source encoded once per video", engine=False),
         Step("+ spectral norm folded at load"),
-        Step("+ fused SPADE blocks", fuse=True),
+        Step("+ fused layers (SPADE blocks, norms, up-convs)", fuse=True),
         Step(f"+ batch {batch}", fuse=True, batch=batch),
         Step("+ channels_last", fuse=True, batch=batch, channels_last=True),
+        Step("+ freed memory kept for reuse (glibc)", fuse=True, batch=batch, channels_last=True,
+             keep_freed_memory=True),
     ]
     if precision != "fp32":
         steps.append(Step(f"{precision} autocast everywhere (rejected: PSNR)", fuse=True, batch=batch,
-                          channels_last=channels_last, autocast=True))
-        steps.append(Step(f"+ {precision} convolutions, fp32 elsewhere", fuse=True, batch=batch,
-                          channels_last=channels_last, precision=precision))
+                          channels_last=True, keep_freed_memory=True, autocast=True))
+        steps.append(Step(f"+ {precision} convolutions, fp32 elsewhere", fuse=True, batch=batch, channels_last=True,
+                          keep_freed_memory=True, precision=precision))
     if compile:
-        steps.append(Step("+ torch.compile", fuse=True, batch=batch, channels_last=channels_last,
+        steps.append(Step("+ torch.compile", fuse=True, batch=batch, channels_last=True, keep_freed_memory=True,
                           precision=precision, compile=True))
     return steps
+
+
+def optimised_step(batch: int, precision: str, channels_last: bool, compile: bool) -> Step:
+    name = (f"optimised: {precision}, batch {batch}" + (", channels_last" if channels_last else ", NCHW")
+            + (", compiled" if compile else ""))
+    return Step(name, fuse=True, batch=batch, channels_last=channels_last, keep_freed_memory=True,
+                precision=precision, compile=compile)
 
 
 # --------------------------------------------------------------------------- whole command
@@ -271,13 +284,12 @@ def run(opts: BenchOptions) -> list[PathResult]:
     batches = sample_batches(factory.cfg, opts.frames, opts.batch_size, device)
 
     if opts.ablation:
-        steps = ablation_steps(opts.batch_size, precision, opts.channels_last, opts.compile)
+        steps = ablation_steps(opts.batch_size, precision, opts.compile)
     else:
-        steps = [ablation_steps(1, "fp32", False, False)[0],
-                 Step(f"optimised: {precision}, batch {opts.batch_size}"
-                      + (", channels_last" if opts.channels_last else "") + (", compiled" if opts.compile else ""),
-                      fuse=True, batch=opts.batch_size, channels_last=opts.channels_last, precision=precision,
-                      compile=opts.compile)]
+        steps = [ablation_steps(1, "fp32", False)[0]]
+        if precision != "fp32":  # the exact path too
+            steps.append(optimised_step(opts.batch_size, "fp32", opts.channels_last, False))
+        steps.append(optimised_step(opts.batch_size, precision, opts.channels_last, opts.compile))
     rows: list[PathResult] = []
     reference_pixels = None
     for step in steps:
@@ -309,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="frames per forward in the optimised path")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="optimised path's precision (auto: the fastest that keeps 40 dB on this device)")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--nchw", action="store_true", help="NCHW memory format instead of channels_last")
     p.add_argument("--compile", action="store_true", help="torch.compile the optimised path")
     p.add_argument("--ablation", action="store_true", help="one row per optimisation, cumulatively")
     p.add_argument("--command", action="store_true", help="also time the whole seed inference command")
@@ -323,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run(BenchOptions(frames=args.frames, batch_size=args.batch_size, precision=args.precision,
-                     channels_last=args.channels_last, compile=args.compile, ablation=args.ablation,
+                     channels_last=not args.nchw, compile=args.compile, ablation=args.ablation,
                      command=args.command, weights=args.weights, parity_dir=args.parity_dir, config=args.config,
                      device=args.device))
     return 0

@@ -91,6 +91,7 @@ class SRStep:
     name: str
     precision: str = "fp32"
     channels_last: bool = False
+    keep_freed_memory: bool = True
     prepared: bool = True
 
 
@@ -101,7 +102,7 @@ def run_step(step: SRStep, factory: SRFactory, clip: torch.Tensor, device: torch
     memory.reset()
     model = factory().to(device)
     if step.prepared:
-        model = prepare_sr(model, device, step.precision, step.channels_last)
+        model = prepare_sr(model, device, step.precision, step.channels_last, step.keep_freed_memory)
     x = clip.to(device)
     if step.channels_last:
         x = x.contiguous()  # 5-D clip: the network reshapes it; its convs see channels_last weights
@@ -126,11 +127,12 @@ def run(opts: SRBenchOptions) -> list[PathResult]:
     print(f"model: temporal SR, official configuration, {factory.weights}; one clip of {opts.frames} frames, "
           f"{clip.shape[-1]} -> {factory.config.out_size}")
     steps = [SRStep("reference: fp32, as loaded", prepared=False)]
-    if opts.ablation:
-        steps += [SRStep("fp32, channels_last", channels_last=True)]
+    if opts.ablation:  # cumulative; the allocator setting is process-wide from its step on
+        steps += [SRStep("+ channels_last", channels_last=True, keep_freed_memory=False),
+                  SRStep("+ freed memory kept for reuse (glibc)", channels_last=True)]
         if precision != "fp32":
-            steps += [SRStep(f"{precision} convolutions, fp32 elsewhere", precision=precision),
-                      SRStep(f"{precision} convolutions, channels_last", precision=precision, channels_last=True)]
+            steps += [SRStep(f"+ {precision} convolutions, fp32 elsewhere", precision=precision, channels_last=True),
+                      SRStep(f"{precision} convolutions, NCHW", precision=precision)]
     else:
         steps.append(SRStep(f"optimised: {precision}" + (", channels_last" if opts.channels_last else ""),
                             precision=precision, channels_last=opts.channels_last))

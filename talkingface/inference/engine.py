@@ -1,13 +1,18 @@
 """An inference wrapper around a loaded base generator: precision, memory layout, compilation.
 
 What `InferenceEngine.prepare` does to the model, each kept because it was measured to
-help or to cost nothing (docs/performance.md has the numbers):
+help (docs/performance.md has the numbers):
 
 - spectral norm folded into plain weights (exact: eval mode uses the stored u, v);
 - eval mode, no autograd state;
-- optional channels_last memory layout;
+- inference rewrites of the SPADE blocks, norms and hourglass conv blocks
+  (talkingface.inference.fused: the same function, far fewer passes over memory);
+- channels_last memory layout (oneDNN's direct layout: no reorders around each conv);
 - bf16 / fp16: the convolutions (nearly all the FLOPs) computed in the low precision
-  with their weights stored cast once; everything else stays float32;
+  with their weights stored cast once; everything else stays float32
+  (talkingface.inference.precision);
+- on CPU, freed memory kept for reuse instead of page-faulting fresh maps for every
+  op's output (talkingface.inference.cpu; process-wide);
 - optional torch.compile (on CUDA with CUDA graphs: mode "reduce-overhead").
 
 The source feature pyramid depends on the source image only: `encode_source` computes
@@ -25,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from talkingface.inference import cpu
 from talkingface.inference.fused import fuse_for_inference
 from talkingface.inference.precision import (LOW_DTYPES, PRECISIONS, LowPrecisionConv, check_precision,
                                              lower_conv_precision, lowered_temporarily, psnr_uint8)
@@ -138,9 +144,10 @@ def generator_psnr_check(model: nn.Module, sample: GeneratorInputs,
 class EngineOptions:
     device: str = "cpu"
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True  # oneDNN convolves channels_last without reordering every input and output
     compile: bool = False
-    fuse: bool = True  # fused SPADE blocks and norms (talkingface.inference.fused)
+    fuse: bool = True  # inference rewrites of the SPADE blocks, norms and conv blocks (talkingface.inference.fused)
+    keep_freed_memory: bool = True  # CPU: see talkingface.inference.cpu (process-wide)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -177,6 +184,7 @@ class InferenceEngine:
         self.device = torch.device(options.device)
         self._render: Callable[..., torch.Tensor] = _Render(model)
         self._compiled_batch: int | None = None
+        self._repeat_cache: tuple[list[torch.Tensor], int, list[torch.Tensor]] | None = None
         if options.compile:
             if self.device.type == "cuda":
                 # CUDA graphs remove the per-kernel launch cost that dominates small batches.
@@ -187,8 +195,12 @@ class InferenceEngine:
 
     @classmethod
     def prepare(cls, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
-                channels_last: bool = False, compile: bool = False, fuse: bool = True) -> "InferenceEngine":
-        options = EngineOptions(str(torch.device(device)), precision, channels_last, compile, fuse)
+                channels_last: bool = True, compile: bool = False, fuse: bool = True,
+                keep_freed_memory: bool = True) -> "InferenceEngine":
+        """Take over a loaded generator (spectral norm attached or not) and prepare it."""
+        options = EngineOptions(str(torch.device(device)), precision, channels_last, compile, fuse, keep_freed_memory)
+        if keep_freed_memory and options.device == "cpu":
+            cpu.keep_freed_memory()
         model = fold_spectral_norm(model).eval().requires_grad_(False).to(options.device)
         if fuse:
             fuse_for_inference(model)
@@ -224,9 +236,12 @@ class InferenceEngine:
         if pad:  # a compiled graph is specialised to one batch size: fill with copies of the last frame
             tensors = [torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in tensors]
         total = batch + pad
-        features = [f.expand(total, *f.shape[1:]) if f.shape[0] == 1
-                    else torch.cat([f, f[-1:].expand(pad, *f.shape[1:])]) if pad else f
-                    for f in source_features]
+        if total > 1 and all(f.shape[0] == 1 for f in source_features):
+            features = self._repeated(source_features, total)
+        elif pad:
+            features = [torch.cat([f, f[-1:].expand(pad, *f.shape[1:])]) for f in source_features]
+        else:
+            features = source_features
         if self.options.compile and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
         prediction = self._render(features, *tensors)[:batch]
@@ -234,6 +249,16 @@ class InferenceEngine:
         if self.options.compile and self.device.type == "cuda":
             prediction = prediction.clone()
         return prediction.contiguous()
+
+    def _repeated(self, features: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+        """One source's pyramid repeated to the batch size, kept for the last (pyramid, size):
+        the warps read a materialised batch faster than a broadcast view, and it is made
+        once per video instead of once per batch."""
+        cached = self._repeat_cache
+        if cached is None or cached[0] is not features or cached[1] != batch:
+            cached = (features, batch, [_repeat(f, batch) for f in features])  # holds `features`: no id reuse
+            self._repeat_cache = cached
+        return cached[2]
 
     def _compiled_pad(self, batch: int) -> int:
         if not self.options.compile:
@@ -257,17 +282,25 @@ class SourceCache:
         return len(self._features)
 
     def features(self, keys: Sequence[Hashable], sources: torch.Tensor) -> list[torch.Tensor]:
-        """Features for a batch whose frame i has identity keys[i] and source sources[i]."""
+        """Features for a batch whose frame i has identity keys[i] and source sources[i]:
+        the identity's own batch-1 pyramid when all frames share it (`render` repeats it)."""
         for i, key in enumerate(keys):
             if key not in self._features:
                 self._features[key] = self.engine.encode_source(sources[i:i + 1])
-        if len(set(keys)) == 1:  # one source: broadcast instead of copying
+        if len(set(keys)) == 1:
             return self._features[keys[0]]
         scales = len(self._features[keys[0]])
         return [torch.cat([self._features[k][s] for k in keys]) for s in range(scales)]
 
     def clear(self) -> None:
         self._features.clear()
+
+
+def _repeat(feature: torch.Tensor, batch: int) -> torch.Tensor:
+    """1 x C x H x W -> batch x C x H x W, in the feature's memory layout."""
+    layout = (torch.channels_last if feature.shape[1] > 1 and feature.is_contiguous(memory_format=torch.channels_last)
+              else torch.contiguous_format)
+    return feature.expand(batch, *feature.shape[1:]).contiguous(memory_format=layout)
 
 
 def render_batches(engine: InferenceEngine, batches: Iterator[tuple[GeneratorInputs, Sequence[Hashable]]],

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from talkingface.inference import cpu
 from talkingface.inference.precision import LOW_DTYPES, LowPrecisionConvMode, check_precision, psnr_uint8
 
 
@@ -25,21 +26,35 @@ def _forward_in_mode(forward: Callable, dtype: torch.dtype, *args, **kwargs):
 
 
 def prepare_sr(model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
-               channels_last: bool = False) -> nn.Module:
+               channels_last: bool = False, keep_freed_memory: bool = True) -> nn.Module:
     """Prepare a loaded TemporalSRNet for inference, in place, and return it.
 
     The model keeps its type and attributes (temporal_radius, input_size, cfg); its
-    forward takes and returns float32 as before."""
+    forward takes and returns float32 as before. keep_freed_memory: as for the base
+    engine (talkingface.inference.cpu, process-wide, CPU only)."""
     check_precision(precision)
+    if keep_freed_memory and torch.device(device).type == "cpu":
+        cpu.keep_freed_memory()
     model = model.eval().requires_grad_(False).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        _channels_last_weights(model)
     model.__dict__.pop("forward", None)  # preparing twice replaces, not stacks
     if precision != "fp32":
         # An instance attribute shadows the class's forward; nn.Module.__call__ uses it.
         model.forward = functools.partial(_forward_in_mode, type(model).forward.__get__(model),
                                           LOW_DTYPES[precision])
     return model
+
+
+def _channels_last_weights(model: nn.Module) -> None:
+    """Conv weights to channels_last. model.to(memory_format=...) refuses the StyleGAN2
+    modulated convs' 1 x O x I x k x k weights: their O x I x k x k slice is converted."""
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            if tensor.dim() == 4 and tensor.shape[1] > 1:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+            elif tensor.dim() == 5 and tensor.shape[0] == 1:
+                tensor.data = tensor.data[0].contiguous(memory_format=torch.channels_last)[None]
 
 
 def sr_psnr_check(model: nn.Module, clip: torch.Tensor) -> Callable[[str], float]:
