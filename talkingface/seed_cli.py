@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from talkingface.cli import add_train_arguments, meta_options_from_args, run_guarded, train_options_from_args
+from talkingface.cli import add_precision_argument, add_train_arguments, meta_options_from_args, run_guarded, train_options_from_args
 from talkingface.errors import TalkingFaceError
 
 PROG = "run_talkingface.py"
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=23.98, help="output video frame rate (inference)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=1, help="frames per forward (inference)")
     p.add_argument("--fp16", action="store_true", help="mixed precision (training)")
+    add_precision_argument(p, "fp32", "Inference and --model=metaportraitsr --task Test only; fp32 (default) "
+                                      "matches the reference implementation")
     p.add_argument("--stage", default="Full", help="Warp | Full (training)")
     p.add_argument("--task", default="Meta", help="Pretrain | Meta | Eval (training)")
     p.add_argument("--remove_sn", action="store_true", help="remove spectral norm (meta-training)")
@@ -43,7 +45,7 @@ def _run(args: argparse.Namespace) -> None:
         if args.ckpt is None:
             raise TalkingFaceError("--ckpt is required for metaportraitbaseinference")
         run_inference(InferOptions(config=args.config, ckpt=args.ckpt, save_dir=args.save_dir, fps=args.fps,
-                                   batch_size=args.batch_size, device=args.device))
+                                   batch_size=args.batch_size, device=args.device, precision=args.precision))
     elif model == "metaportraitbasetrain":
         stage, task = args.stage.lower(), args.task.lower()
         if stage not in ("warp", "full"):

@@ -83,6 +83,21 @@ def test_model_equals_spelling_and_batching_give_same_pixels(workdir, monkeypatc
         assert np.abs(got.astype(int) - pixels.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("batch", ["1", "3"])
+def test_seed_inference_bf16_stays_above_40_db(workdir, monkeypatch, batch):
+    """The seed command at --precision bf16 (the inference engine) against the reference path."""
+    from talkingface.inference import psnr_uint8
+
+    monkeypatch.chdir(workdir)
+    code = seed_main(["--model=metaportraitbaseinference", "--save_dir", "./out_bf16", "--config", SEED_CONFIG,
+                      "--ckpt", "./saved/ckpt_base.pth.tar", "--batch_size", batch, "--precision", "bf16"])
+    assert code == 0
+    expected = reference_path_pixels(workdir)
+    got = np.stack([np.asarray(Image.open(workdir / "out_bf16" / "output_64" / n)) for n in expected])
+    want = np.stack(list(expected.values()))
+    assert 40.0 <= psnr_uint8(got, want) < float("inf")  # bf16 really ran: not bit-identical
+
+
 def test_talkingface_infer_verb_with_eval(workdir):
     proc = subprocess.run([sys.executable, "-m", "talkingface", "infer", "--config", SEED_CONFIG, "--ckpt",
                            "saved/ckpt_base.pth.tar", "--out", "runs/a", "--no-video", "--eval"], cwd=workdir,

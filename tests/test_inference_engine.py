@@ -233,6 +233,47 @@ def test_keep_freed_memory_can_be_undone():
         keep_freed_memory(False)
 
 
+# --------------------------------------------------------------------------- temporal SR
+@pytest.fixture(scope="module")
+def tiny_sr():
+    from talkingface.models.temporal_sr import TemporalSRConfig, TemporalSRNet
+
+    torch.manual_seed(0)  # zero_out_init off: the temporal windows take part
+    return TemporalSRNet(TemporalSRConfig(out_size=64, narrow=0.125, zero_out_init=False)).eval()
+
+
+@pytest.fixture(scope="module")
+def sr_clip() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)  # smooth frames, 1 clip of 5
+    return torch.nn.functional.interpolate(torch.rand(5, 3, 8, 8, generator=g), size=32, mode="bilinear")[None]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sr_fp32_prepared_matches(tiny_sr, sr_clip, channels_last):
+    from talkingface.inference.sr import prepare_sr
+
+    with torch.inference_mode():
+        want = tiny_sr(sr_clip)
+        model = prepare_sr(copy.deepcopy(tiny_sr), channels_last=channels_last, keep_freed_memory=False)
+        got = model(sr_clip)
+    assert got.dtype == torch.float32 and (got - want).abs().max().item() <= FP32_TOL
+
+
+def test_sr_bf16_stays_above_40_db_and_keeps_the_model_interface(tiny_sr, sr_clip):
+    from talkingface.inference.sr import prepare_sr, sr_psnr_check, sr_to_uint8
+
+    with torch.inference_mode():
+        want = sr_to_uint8(tiny_sr(sr_clip))
+    assert sr_psnr_check(tiny_sr, sr_clip)("bf16") >= MIN_PSNR
+    model = prepare_sr(copy.deepcopy(tiny_sr), precision="bf16", keep_freed_memory=False)
+    model = prepare_sr(model, precision="bf16", keep_freed_memory=False)  # twice: replaces, not stacks
+    assert model.temporal_radius == tiny_sr.temporal_radius and model.input_size == tiny_sr.input_size
+    with torch.inference_mode():
+        got = model(sr_clip)
+    assert got.dtype == torch.float32
+    assert psnr_uint8(sr_to_uint8(got), want) >= MIN_PSNR
+
+
 @pytest.mark.slow
 def test_official_size_with_parity_weights(base_manifest, fill_state_dict, tmp_path):
     """The 256 architecture, parity weights, two sample frames: fp32 optimised within one

@@ -306,52 +306,34 @@ def source_poses(track: LandmarkTrack, motion: Motion) -> Iterator[np.ndarray]:
 
 
 # --------------------------------------------------------------------------- rendering
-class _PlainEngine:
-    """fp32 rendering straight through the generator (used when talkingface.inference is absent)."""
+def prepare_engine(model: torch.nn.Module, device: torch.device, precision: str = "auto",
+                   source: "SourceFace | None" = None, scheme: LandmarkScheme | None = None):
+    """The inference engine at `precision`. "auto" picks the fastest precision whose
+    render of the source's own pose stays at 40 dB or more against fp32 (so the check is
+    on this model and this face); without a source, the figure measured for the base model."""
+    from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        from talkingface.models.layers import fold_spectral_norm
-
-        self.model = fold_spectral_norm(model).eval().requires_grad_(False).to(device)
-        self.device = device
-
-    @torch.inference_mode()
-    def encode_source(self, source: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.refine.encode_source(source.to(self.device))
-
-    @torch.inference_mode()
-    def render(self, inputs: GeneratorInputs, source_features: list[torch.Tensor]) -> torch.Tensor:
-        x = inputs.to(self.device)
-        batch = x.source.shape[0]
-        features = [f.expand(batch, *f.shape[1:]) for f in source_features]
-        return self.model.forward_refine(x, self.model.forward_warp(x), source_features=features)
+    check = None
+    if precision == "auto" and source is not None and scheme is not None:
+        sample = SourceTensors(source, scheme).inputs(source.points[None])
+        check = generator_psnr_check(model, sample, device)
+    choice = resolve_precision(precision, device, check)
+    print(f"precision {choice.reason}")
+    return InferenceEngine.prepare(model, device=device, precision=choice.precision)
 
 
-def prepare_engine(model: torch.nn.Module, device: torch.device, precision: str = "fp32"):
-    """The fast inference engine where installed; else plain fp32 rendering."""
-    try:
-        from talkingface.inference import InferenceEngine
-    except ImportError:
-        if precision != "fp32":
-            raise ConfigError(f"precision {precision} needs the talkingface.inference package") from None
-        return _PlainEngine(model, device)
-    return InferenceEngine.prepare(model, device=device, precision=precision)
+class SourceTensors:
+    """One source face as model inputs: its crop, line image and identity, and per-pose
+    driving inputs against it."""
 
-
-class CropRenderer:
-    """The generator bound to one source (encoded once): landmark batches -> crops."""
-
-    def __init__(self, engine, source: SourceFace, scheme: LandmarkScheme):
-        self.engine = engine
+    def __init__(self, source: SourceFace, scheme: LandmarkScheme):
         self.scheme = scheme
-        self.size = source.crop.shape[0]
-        s = self.size
+        self.size = s = source.crop.shape[0]
         # contiguous NCHW, as the data reader feeds the model (a permuted array would be channels-last)
         self.source = torch.from_numpy(source.crop).permute(2, 0, 1)[None].contiguous().float() / 255  # 1 x 3 x S x S
         line = draw_line_image(source.points, scheme, s, s)  # S x S x 3 uint8
         self.source_line = torch.from_numpy(line).permute(2, 0, 1)[None].contiguous().float() / 255  # 1 x 3 x S x S
         self.identity = torch.from_numpy(np.asarray(source.identity, dtype=np.float32)).reshape(1, -1)  # 1 x D
-        self.features = engine.encode_source(self.source)  # source pyramid, batch 1: shared by every frame
 
     def inputs(self, poses: np.ndarray) -> GeneratorInputs:
         """poses: B x N x 2 landmarks in 0..1 of the crop."""
@@ -367,6 +349,18 @@ class CropRenderer:
                                driving_line=torch.from_numpy(lines).permute(0, 3, 1, 2).contiguous().float() / 255,
                                driving_subset=torch.from_numpy(subsets), mouth_mask=torch.from_numpy(masks),
                                identity=repeat(self.identity))
+
+
+class CropRenderer:
+    """The generator bound to one source (encoded once): landmark batches -> crops."""
+
+    def __init__(self, engine, source: SourceFace, scheme: LandmarkScheme):
+        self.engine = engine
+        self.tensors = SourceTensors(source, scheme)
+        self.features = engine.encode_source(self.tensors.source)  # source pyramid, batch 1: shared by every frame
+
+    def inputs(self, poses: np.ndarray) -> GeneratorInputs:
+        return self.tensors.inputs(poses)
 
     def __call__(self, poses: np.ndarray) -> np.ndarray:
         """B x N x 2 -> B x S x S x 3 uint8 (the model's 0..1 output convention)."""

@@ -10,8 +10,10 @@ from talkingface.inference.engine import (
     SourceCache,
     choose_precision,
     cpu_flags,
+    generator_psnr_check,
     native_precisions,
     psnr_uint8,
+    resolve_precision,
 )
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "SourceCache",
     "choose_precision",
     "cpu_flags",
+    "generator_psnr_check",
     "native_precisions",
     "psnr_uint8",
+    "resolve_precision",
 ]

@@ -112,7 +112,6 @@ def run_step(step: SRStep, factory: SRFactory, clip: torch.Tensor, device: torch
         out, seconds = timed(lambda: model(x), device)
     result = PathResult(step.name, x.shape[1], seconds, memory.peak_mib(), memory.start_mib)
     pixels = sr_to_uint8(out)
-    del model
     return result, pixels
 
 

@@ -38,7 +38,7 @@ from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
 
 __all__ = ["PRECISIONS", "EngineOptions", "InferenceEngine", "LowPrecisionConv", "PrecisionChoice", "SourceCache",
-           "choose_precision", "cpu_flags", "generator_psnr_check", "lower_conv_precision", "native_precisions",
+           "choose_precision", "cpu_flags", "generator_psnr_check", "resolve_precision", "lower_conv_precision", "native_precisions",
            "psnr_uint8", "render_batches", "to_uint8"]
 
 MIN_PSNR_DB = 40.0
@@ -113,6 +113,15 @@ def choose_precision(device: torch.device | str, check: Callable[[str], float] |
             return PrecisionChoice(precision, f"{precision}: {value:.1f} dB against fp32, {source}", value)
     return PrecisionChoice("fp32", "no faster precision known to stay within "
                            f"{min_psnr:.0f} dB of fp32 on {device.type}")
+
+
+def resolve_precision(requested: str, device: torch.device | str, check: Callable[[str], float] | None = None,
+                      model: str = "base") -> PrecisionChoice:
+    """`requested` as given (fp32, bf16, fp16), or for "auto" the `choose_precision` pick."""
+    if requested == "auto":
+        return choose_precision(device, check, model=model)
+    check_precision(requested)
+    return PrecisionChoice(requested, f"{requested}: as requested")
 
 
 def to_uint8(prediction: torch.Tensor) -> np.ndarray:

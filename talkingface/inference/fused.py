@@ -124,13 +124,13 @@ def nearest_up_conv(conv: nn.Conv2d) -> nn.ConvTranspose2d:
     pixel and output pair, and the upsampled map is never built."""
     collapse = torch.tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=conv.weight.dtype,
                             device=conv.weight.device)
-    up = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, 4, stride=2, padding=1,
-                            bias=conv.bias is not None).to(conv.weight.device)
-    with torch.no_grad():
-        kernel = torch.einsum("ay,oiyx,bx->oiab", collapse, conv.weight, collapse)  # C_out x C_in x 4 x 4
-        up.weight.copy_(kernel.transpose(0, 1))  # transposed convs store C_in x C_out
-        if conv.bias is not None:
-            up.bias.copy_(conv.bias)
+    kernel = torch.einsum("ay,oiyx,bx->oiab", collapse, conv.weight.detach(), collapse)  # C_out x C_in x 4 x 4
+    with torch.device("meta"):  # no random init of weights that are replaced next
+        up = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, 4, stride=2, padding=1,
+                                bias=conv.bias is not None)
+    up.weight = nn.Parameter(kernel.transpose(0, 1).contiguous(), requires_grad=False)  # stored C_in x C_out
+    if conv.bias is not None:
+        up.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
     return up
 
 
@@ -171,13 +171,13 @@ def _stack_convs(convs: list[nn.Conv2d], groups: int = 1) -> nn.Conv2d:
     groups=1: all read the same input. groups=len(convs): conv i reads the i-th slice of
     the input channels (a grouped conv)."""
     first = convs[0]
-    stacked = nn.Conv2d(first.in_channels * groups, sum(c.out_channels for c in convs), first.kernel_size,
-                        first.stride, first.padding, first.dilation, groups=groups,
-                        bias=first.bias is not None).to(first.weight.device)
-    with torch.no_grad():
-        stacked.weight.copy_(torch.cat([c.weight for c in convs]))
-        if first.bias is not None:
-            stacked.bias.copy_(torch.cat([c.bias for c in convs]))
+    with torch.device("meta"):  # no random init of weights that are replaced next
+        stacked = nn.Conv2d(first.in_channels * groups, sum(c.out_channels for c in convs), first.kernel_size,
+                            first.stride, first.padding, first.dilation, groups=groups,
+                            bias=first.bias is not None)
+    stacked.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs]), requires_grad=False)
+    if first.bias is not None:
+        stacked.bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs]), requires_grad=False)
     return stacked
 
 

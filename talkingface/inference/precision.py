@@ -115,8 +115,9 @@ _CONV_FUNCTIONS = {F.conv2d, torch.conv2d, F.conv_transpose2d, torch.conv_transp
 
 
 class LowPrecisionConvMode(TorchFunctionMode):
-    """Inside this mode every float32 2-D convolution (module or functional) runs in
-    `dtype`, float32 in and out. Weights are cast per call."""
+    """Inside this mode every 2-D convolution (module or functional) whose input is
+    float32 or already `dtype` runs in `dtype` and returns float32. Weights are cast
+    per call."""
 
     def __init__(self, dtype: torch.dtype):
         super().__init__()
@@ -124,8 +125,10 @@ class LowPrecisionConvMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _CONV_FUNCTIONS and args and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float32:
+        if (func in _CONV_FUNCTIONS and args and isinstance(args[0], torch.Tensor)
+                and args[0].dtype in (torch.float32, self.dtype)):
             low = [a.to(self.dtype) if isinstance(a, torch.Tensor) else a for a in args]
             low_kwargs = {k: v.to(self.dtype) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
             return func(*low, **low_kwargs).float()
         return func(*args, **kwargs)
+

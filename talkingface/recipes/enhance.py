@@ -285,6 +285,7 @@ class EnhanceOptions:
     device: str = "auto"
     weights: str = "auto"  # params_ema (preferred by auto) or params
     fps: float = 25.0  # output frame rate for a frames-folder input written as video
+    precision: str = "auto"  # fp32, bf16, fp16, or auto: the fastest measured to stay >= 40 dB (docs/performance.md)
 
 
 @dataclass
@@ -302,6 +303,8 @@ def _save_png(path: Path, pixels: np.ndarray) -> None:
 def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     """Load the checkpoint, super-resolve the input, write PNGs or a video (fps and audio kept)."""
     from talkingface.checkpoints.sr import load_temporal_sr
+    from talkingface.inference import resolve_precision
+    from talkingface.inference.sr import prepare_sr
     from talkingface.utils.device import resolve_device
     from talkingface.utils.video import VIDEO_EXTENSIONS, write_video
 
@@ -316,9 +319,11 @@ def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     clip = inspect_input(opts.input)  # input errors before the (slow) checkpoint load
     device = resolve_device(opts.device)
     model = load_temporal_sr(opts.ckpt, which=opts.weights).eval().to(device)  # type: ignore[arg-type]
+    choice = resolve_precision(opts.precision, device, model="sr")
+    model = prepare_sr(model, device, choice.precision)
     plan = plan_windows(model, opts.window, opts.overlap, opts.chunking)
     print(f"Super-resolving {clip.path} ({clip.count or 'unknown number of'} frames) on {device}: "
-          f"windows of {plan.window} frames, {plan.overlap} context frames each side")
+          f"windows of {plan.window} frames, {plan.overlap} context frames each side; precision {choice.reason}")
 
     inputs = (to_tensor(px) for px in read_frames(clip, model.input_size))
     results = iter_planned(model, inputs, plan, opts.batch_size)

@@ -668,7 +668,8 @@ def run_seed_sr(args: argparse.Namespace) -> None:
             if not get("ckpt"):
                 raise TalkingFaceError("--ckpt is required to enhance --input")
             run_enhance(EnhanceOptions(input=args.input, ckpt=args.ckpt, out=get("save_dir") or "./saved",
-                                       batch_size=get("batch_size") or 1, device=get("device") or "auto"))
+                                       batch_size=get("batch_size") or 1, device=get("device") or "auto",
+                                       precision=get("precision") or "fp32"))
             return
         run_sr_test(SRTestOptions(config=args.config, ckpt=get("ckpt"), save_dir=get("save_dir") or "./saved",
                                   data_root=get("data_root"), device=get("device") or "auto",
