@@ -1,0 +1,90 @@
+"""The bundled model and `talkingface demo`: it ships, it is small, and its output moves
+with the driving video (MediaPipe landmark trajectories), far better than a still image.
+Also `talkingface export` and the trajectory metric itself."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint
+from talkingface.metrics.reenactment import MotionTrack, correlation, follow_scores, track_motion
+from talkingface.recipes.animate import BUNDLED_MODEL
+from talkingface.recipes.demo import DEMO_DRIVING
+from talkingface.recipes.personalize import config_for_checkpoint
+from talkingface.utils.video import iter_frames, probe_video
+
+from helpers import REPO, make_tiny_checkpoint
+
+
+def test_the_bundled_model_ships_small_with_its_config():
+    assert BUNDLED_MODEL.is_file(), f"{BUNDLED_MODEL} is missing (scripts/train_bundled_model.sh makes it)"
+    assert BUNDLED_MODEL.stat().st_size <= 20 * 2 ** 20
+    ckpt = read_checkpoint(BUNDLED_MODEL)
+    assert ckpt["discriminator"] == {} and ckpt["optimizer_generator"] == {}  # inference snapshot
+    cfg = config_for_checkpoint(str(BUNDLED_MODEL), None)  # the config travels inside
+    assert cfg.model.landmark_scheme == "mediapipe478"
+    assert checkpoint_meta(ckpt).config is not None
+    load_generator(BUNDLED_MODEL, cfg)  # strict load
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo.mp4"
+    proc = subprocess.run([sys.executable, "-m", "talkingface", "demo", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_demo_writes_the_driving_videos_frames_fps_and_audio_at_the_sources_size(demo_run):
+    got, want = probe_video(demo_run), probe_video(DEMO_DRIVING)
+    assert got.num_frames == want.num_frames and abs(got.fps - want.fps) < 1e-3
+    assert got.has_audio and want.has_audio
+    assert (got.width, got.height) == (512, 600)  # the portrait's size: pasted back
+
+
+def test_demo_output_follows_the_driving_head_and_mouth_far_better_than_a_still(demo_run):
+    from talkingface.recipes.demo import demo_portrait
+
+    driving = track_motion(iter_frames(DEMO_DRIVING))
+    output = track_motion(iter_frames(demo_run))
+    still = track_motion([demo_portrait()] * len(driving.head_x))  # the static-source baseline
+    scores, baseline = follow_scores(output, driving), follow_scores(still, driving)
+    assert output.missing == 0 and driving.missing == 0
+    for name in ("head_x", "head_y", "mouth_open"):
+        assert scores[name] >= 0.5, (name, scores, baseline)
+        assert scores[name] >= baseline[name] + 0.4, (name, scores, baseline)
+
+
+def test_export_keeps_the_generator_and_drops_the_training_state(tmp_path):
+    src = make_tiny_checkpoint(tmp_path / "train.pth.tar")
+    out = tmp_path / "snapshot.pth.tar"
+    proc = subprocess.run([sys.executable, "-m", "talkingface", "export", "--ckpt", str(src), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size < src.stat().st_size
+    a, b = read_checkpoint(src), read_checkpoint(out)
+    assert b["discriminator"] == {} and a["discriminator"]
+    assert b["generator"].keys() == a["generator"].keys()
+    assert all(torch.equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
+    same = subprocess.run([sys.executable, "-m", "talkingface", "export", "--ckpt", str(out), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert same.returncode == 2 and "overwrite" in same.stderr and "Traceback" not in same.stderr
+
+
+def test_trajectory_correlation_ignores_scale_and_offset_and_scores_stillness_zero():
+    t = np.linspace(0, 4 * np.pi, 50)
+    assert correlation(np.sin(t), 3 * np.sin(t) + 7) == pytest.approx(1.0)
+    assert correlation(np.sin(t), -np.sin(t)) == pytest.approx(-1.0)
+    assert correlation(np.full(50, 0.3), np.sin(t)) == 0.0  # a still output follows nothing
+    gappy = np.sin(t).copy()
+    gappy[::5] = np.nan  # frames without a face are left out, not zero
+    assert correlation(gappy, np.sin(t)) == pytest.approx(1.0)
+    track = MotionTrack(np.sin(t), np.cos(t), np.sin(2 * t), 0)
+    assert follow_scores(track, track) == pytest.approx({"head_x": 1.0, "head_y": 1.0, "mouth_open": 1.0})
+    with pytest.raises(ValueError, match="length"):
+        follow_scores(track, MotionTrack(np.sin(t[:10]), np.cos(t[:10]), np.sin(t[:10]), 0))
