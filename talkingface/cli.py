@@ -431,12 +431,80 @@ def _run_animate(args: argparse.Namespace) -> None:
         sr_ckpt=args.sr_ckpt, precision=args.precision, device=args.device))
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="Write a generator-only inference snapshot of a training checkpoint.")
+    p.add_argument("--ckpt", required=True, help="Training checkpoint (ours or official layout).")
+    p.add_argument("--out", required=True, help="Snapshot to write (official layout, model config inside).")
+    p.add_argument("--config", default=None, help="Model config (default: the one stored in the checkpoint).")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from talkingface.recipes.export import export_generator
+
+    export_generator(args.ckpt, args.out, args.config)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="Animate a bundled portrait with a bundled driving video and model (no downloads).")
+    p.add_argument("--out", default="demo.mp4", help="Output video.")
+    p.add_argument("--source", default=None, help="Your own portrait instead of the Grace Hopper photo.")
+    p.add_argument("--driving", default=None, help="Your own driving video instead of the bundled one.")
+    p.add_argument("--ckpt", default=None, help="A mediapipe478 model instead of the bundled one.")
+    add_precision_argument(p, "auto", "Default auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from talkingface.recipes.demo import DemoOptions, run_demo
+
+    result = run_demo(DemoOptions(out=args.out, source=args.source, driving=args.driving, ckpt=args.ckpt,
+                                  precision=args.precision, device=args.device))
+    print(f"Demo video: {result.out}")
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("app", help="The web demo (Gradio): animate, personalise and enhance in a browser.")
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--work-dir", default=None,
+                   help="Folder for the jobs' files, a new subfolder per job (default: <system temp>/talkingface-app).")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="Longest video accepted, in seconds.")
+    p.add_argument("--share", type=parse_bool, default=False, metavar="{true,false}",
+                   help="Also serve through a public gradio.live link (needs internet).")
+    p.add_argument("--vgg19", default=None, help="Personalisation: VGG19 ImageNet weights (torchvision layout).")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_app)
+
+
+def _run_app(args: argparse.Namespace) -> None:
+    from talkingface.app.jobs import AppSettings, default_work_dir
+
+    settings = AppSettings(work_dir=args.work_dir or default_work_dir(), max_seconds=args.max_seconds,
+                           device=args.device, vgg19=args.vgg19)
+    from talkingface.app.server import serve  # imports Gradio (an optional extra): a one-line error without it
+
+    serve(settings, host=args.host, port=args.port, share=args.share)
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
     _add_validate_data,
     _add_merge_data,
     _add_infer,
     _add_animate,
+    _add_demo,
+    _add_export,
     _add_train,
     _add_meta_train,
     _add_personalize,
@@ -446,6 +514,7 @@ VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synth,
     _add_evaluate,
     _add_sample_data,
+    _add_app,
 ]
 
 

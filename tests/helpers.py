@@ -1,10 +1,11 @@
-"""Small builders shared by tests: tiny official-layout datasets and tiny checkpoints."""
+"""Small builders shared by tests: tiny official-layout datasets, tiny checkpoints, test photos and audio."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from talkingface.checkpoints.official import save_checkpoint
 from talkingface.config import load_config
@@ -13,6 +14,30 @@ from talkingface.models.build import build_discriminator, build_generator
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config" / "meta_portrait_64_tiny.yaml"
+MEDIAPIPE_TINY_CONFIG = TINY_CONFIG.with_name("mediapipe478_64_tiny.yaml")  # the scheme animate drives
+FACES = REPO / "tests" / "data" / "faces"
+
+
+def photo(name: str) -> np.ndarray:
+    """A real face photo from tests/data/faces (RGB uint8)."""
+    return np.asarray(Image.open(FACES / f"{name}.jpg").convert("RGB"))
+
+
+def write_tone(path: Path, seconds: float, rate: int = 16000) -> None:
+    """A 440 Hz sine tone as AAC."""
+    import av
+
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
 
 
 def smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -22,10 +22,9 @@ from talkingface.models.build import build_generator
 from talkingface.recipes.animate import AnimateOptions, run_animate
 from talkingface.utils.video import iter_frames, probe_video, write_video
 
-from helpers import smooth_image
+from helpers import photo, smooth_image, write_tone
 
 REPO = Path(__file__).resolve().parents[1]
-FACES = REPO / "tests" / "data" / "faces"
 CONFIGS = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config"
 TINY = CONFIGS / "mediapipe478_64_tiny.yaml"
 CLIP_FRAMES = 10
@@ -33,27 +32,6 @@ LEADING_BLANK, MIDDLE_BLANK = 2, 7  # driving: 2 blank frames, then the clip wit
 DRIVING_FRAMES = CLIP_FRAMES + LEADING_BLANK + 1
 SHORT_FRAMES = 4
 GREY = 110
-
-
-def photo(name: str) -> np.ndarray:
-    return np.asarray(Image.open(FACES / f"{name}.jpg").convert("RGB"))
-
-
-def write_tone(path: Path, seconds: float, rate: int = 16000) -> None:
-    """A 440 Hz sine tone as AAC."""
-    import av
-
-    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=rate)
-        stream.layout = "mono"
-        for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
 
 
 @pytest.fixture(scope="module")

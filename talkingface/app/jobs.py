@@ -1,0 +1,224 @@
+"""What the web demo's buttons do, without Gradio: check the uploads, then call a recipe.
+
+Each job writes into a fresh folder (`tempfile.mkdtemp` under the work dir), so two
+people using the page at once never share a file. A failed job's folder is removed;
+finished ones stay until they are `keep_hours` old (the page serves their files, and
+personalised checkpoints are reused by later jobs of the same browser session).
+Every problem a user can cause is a `TalkingFaceError` with a one-line message.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from talkingface.errors import CheckpointError, ConfigError, DataError
+
+BUNDLED_CHOICE = "bundled default"  # the model menu's entry for AnimateOptions(ckpt=None)
+
+
+def default_work_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "talkingface-app"
+
+
+@dataclass
+class AppSettings:
+    work_dir: Path = field(default_factory=default_work_dir)  # job folders go to work_dir/jobs
+    max_seconds: float = 60.0  # longest video accepted (driving, portrait, personalise and enhance uploads)
+    max_steps: int = 1000  # most personalisation steps one request may ask for
+    keep_hours: float = 24.0  # finished job folders older than this are deleted when a new job starts
+    device: str = "auto"
+    vgg19: str | None = None  # personalisation: VGG19 weights (default: $TALKINGFACE_VGG19 or the torch hub cache)
+    random_vgg: bool = False  # smoke tests only: personalise with an untrained VGG19
+
+    def __post_init__(self) -> None:
+        self.work_dir = Path(self.work_dir)
+        if self.max_seconds <= 0:
+            raise ConfigError(f"--max-seconds must be > 0, got {self.max_seconds:g}")
+        if self.max_steps < 1:
+            raise ConfigError(f"the step limit must be >= 1, got {self.max_steps}")
+
+
+@dataclass
+class SessionModel:
+    """A checkpoint personalised in one browser session (kept in that session's state only)."""
+
+    label: str  # what the model menus show; unique within the session
+    path: str
+    steps: int
+    psnr_before: float
+    psnr_after: float
+
+
+@dataclass
+class AnimateRequest:
+    portrait_image: str | None  # a photo, or ...
+    portrait_video: str | None  # ... a video of the person (needed to personalise)
+    driving: str | None
+    ckpt: str | None  # None: the bundled model
+    relative: bool = True
+    paste_back: bool = True
+    enhance: bool = False
+    sr_ckpt: str | None = None
+    personalize_steps: int = 0
+
+
+def plural(number: int, noun: str) -> str:
+    """'1 step', '2 steps'."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+# --------------------------------------------------------------------------- uploads
+def clean_path(text: str | None) -> str | None:
+    """A path typed into a text box: surrounding blanks and quotes dropped, ~ expanded; None when empty."""
+    text = (text or "").strip().strip("'\"").strip()
+    return os.path.expanduser(text) if text else None
+
+
+def check_image(path: str | None, what: str) -> Path:
+    from talkingface.animate.pipeline import is_image_path
+
+    if not path:
+        raise DataError(f"upload the {what}")
+    if not is_image_path(path):
+        raise DataError(f"the {what} must be an image (.png, .jpg, .webp, ...)", path)
+    return Path(path)
+
+
+def check_video(path: str | None, what: str, max_seconds: float) -> Path:
+    """An uploaded video that decodes and is at most `max_seconds` long."""
+    from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video
+
+    if not path:
+        raise DataError(f"upload the {what}")
+    video = Path(path)
+    if video.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise DataError(f"the {what} must be a video ({', '.join(sorted(VIDEO_EXTENSIONS))})", video)
+    info = probe_video(video)  # a DataError for files that are not videos, whatever their name
+    fps = info.fps if info.fps > 0 else 25.0
+    if info.num_frames > 0:
+        seconds = info.num_frames / fps
+        length = f"{seconds:.1f} s long"
+    else:  # the container does not say (mkv, webm): count frames, stopping just past the limit
+        count = 0
+        with contextlib.closing(iter_frames(video)) as frames:
+            for _ in frames:
+                count += 1
+                if count / fps > max_seconds:
+                    break
+        seconds = count / fps
+        length = f"longer than {max_seconds:g} s"
+    if seconds > max_seconds:
+        raise DataError(f"the {what} is {length}; this server takes videos up to {max_seconds:g} s", video)
+    return video
+
+
+def check_steps(steps: float | int | None, settings: AppSettings, minimum: int) -> int:
+    count = int(steps or 0)
+    if count != (steps or 0) or not minimum <= count <= settings.max_steps:
+        raise ConfigError(f"personalisation steps must be a whole number from {minimum} to {settings.max_steps}, "
+                          f"got {steps}")
+    return count
+
+
+def resolve_model(choice: str | None, typed_path: str | None, models: list[SessionModel]) -> str | None:
+    """The checkpoint to use: a typed path wins over the menu; None means the bundled model."""
+    typed = clean_path(typed_path)
+    if typed:
+        return typed
+    if not choice or choice == BUNDLED_CHOICE:
+        return None
+    for model in models:
+        if model.label == choice:
+            return model.path
+    raise CheckpointError(f"{choice!r} is not a model of this browser session (personalised models are kept per "
+                          "session: personalise again after reloading the page)")
+
+
+# --------------------------------------------------------------------------- job folders
+def prune_jobs(root: Path, keep_hours: float) -> None:
+    cutoff = time.time() - keep_hours * 3600
+    for folder in root.iterdir():
+        with contextlib.suppress(OSError):  # another job may be pruning the same folder
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def job_folder(settings: AppSettings, kind: str) -> Iterator[Path]:
+    """A new, empty folder for one job; removed again if the job fails."""
+    root = settings.work_dir / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    prune_jobs(root, settings.keep_hours)
+    folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=root))
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------- jobs
+def animate_job(settings: AppSettings, request: AnimateRequest):
+    """run_animate on the uploads; returns its AnimateResult (the video is in a new job folder)."""
+    from talkingface.recipes.animate import AnimateOptions, run_animate
+
+    if request.portrait_image and request.portrait_video:
+        raise DataError("give a portrait photo or a portrait video, not both (clear one of them)")
+    if request.portrait_video:
+        source = check_video(request.portrait_video, "portrait video", settings.max_seconds)
+    elif request.portrait_image:
+        source = check_image(request.portrait_image, "portrait photo")
+    else:
+        raise DataError("upload a portrait: a photo, a webcam picture or a video")
+    driving = check_video(request.driving, "driving video", settings.max_seconds)
+    steps = check_steps(request.personalize_steps, settings, minimum=0)
+    if steps and not request.portrait_video:
+        raise ConfigError("personalising needs a portrait video (it fine-tunes on its frames): upload one, "
+                          "or set the steps to 0")
+    sr_ckpt = clean_path(request.sr_ckpt) if request.enhance else None
+    if request.enhance and not sr_ckpt:
+        raise CheckpointError("enhance needs the super-resolution checkpoint's path on the server "
+                              "(temporal_gfpgan.pth or one from train-sr; it is not bundled)")
+    with job_folder(settings, "animate") as folder:
+        return run_animate(AnimateOptions(
+            source=str(source), driving=str(driving), out=str(folder / "animated.mp4"), ckpt=request.ckpt,
+            relative=request.relative, crop_only=not request.paste_back, personalize=steps,
+            enhance=request.enhance, sr_ckpt=sr_ckpt, device=settings.device, vgg19=settings.vgg19,
+            random_vgg=settings.random_vgg))
+
+
+def personalize_job(settings: AppSettings, video: str | None, steps: float | int | None, base_ckpt: str | None,
+                    models: list[SessionModel]):
+    """run_personalize on an uploaded video; returns (PersonalizeResult, the SessionModel to add)."""
+    from talkingface.recipes.animate import default_checkpoint
+    from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
+
+    person = check_video(video, "video of the person", settings.max_seconds)
+    step_count = check_steps(steps, settings, minimum=1)
+    base = base_ckpt or str(default_checkpoint())
+    with job_folder(settings, "personalize") as folder:
+        result = run_personalize(PersonalizeOptions(
+            ckpt=base, data=str(person), out=str(folder / "personalized.pth.tar"), steps=step_count,
+            device=settings.device, vgg19=settings.vgg19, random_vgg=settings.random_vgg))
+    label = f"personalised {len(models) + 1}: {person.stem} ({plural(result.steps, 'step')})"
+    return result, SessionModel(label, str(result.checkpoint), result.steps, result.psnr_before, result.psnr_after)
+
+
+def enhance_job(settings: AppSettings, video: str | None, sr_ckpt: str | None):
+    """run_enhance on an uploaded clip of square face crops; returns its EnhanceResult."""
+    from talkingface.recipes.enhance import EnhanceOptions, run_enhance
+
+    clip = check_video(video, "clip", settings.max_seconds)
+    ckpt = clean_path(sr_ckpt)
+    if not ckpt:
+        raise CheckpointError("give the super-resolution checkpoint's path on the server "
+                              "(temporal_gfpgan.pth or one from train-sr; it is not bundled)")
+    with job_folder(settings, "enhance") as folder:
+        return run_enhance(EnhanceOptions(input=str(clip), ckpt=ckpt, out=str(folder / "enhanced.mp4"),
+                                          device=settings.device))
