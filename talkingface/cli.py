@@ -31,7 +31,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="Dataset root; defaults to the config's dataset root.")
     p.add_argument("--out", default="./saved", help="Output folder: out/output_256/*.png and out/out_256.mp4.")
     p.add_argument("--fps", type=float, default=23.98, help="Frame rate of the output video.")
-    p.add_argument("--batch-size", type=int, default=1, help="Driving frames per forward pass.")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="Driving frames per forward pass (default: 1 at fp32, pixel-exact; 4 at bf16/fp16).")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     p.add_argument("--no-video", action="store_true", help="Write the PNG frames only.")
     p.add_argument("--eval", action="store_true",

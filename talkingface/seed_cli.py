@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", default=None, help="checkpoint to load")
     p.add_argument("--save_dir", default="./saved", help="output folder (inference)")
     p.add_argument("--fps", type=float, default=23.98, help="output video frame rate (inference)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=1, help="frames per forward (inference)")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=None,
+                   help="frames per forward (inference; default 1 at fp32, pixel-exact; 4 at bf16/fp16)")
     p.add_argument("--fp16", action="store_true", help="mixed precision (training)")
     add_precision_argument(p, "fp32", "Inference and --model=metaportraitsr --task Test only; fp32 (default) "
                                       "matches the reference implementation")

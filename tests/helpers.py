@@ -19,7 +19,11 @@ FACES = REPO / "tests" / "data" / "faces"
 
 
 def photo(name: str) -> np.ndarray:
-    """A real face photo from tests/data/faces (RGB uint8)."""
+    """A real face photo (RGB uint8): "astronaut" (scikit-image) or one from tests/data/faces."""
+    if name == "astronaut":
+        from skimage import data
+
+        return data.astronaut()
     return np.asarray(Image.open(FACES / f"{name}.jpg").convert("RGB"))
 
 

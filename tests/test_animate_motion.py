@@ -6,23 +6,17 @@ results are known in closed form.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from talkingface.animate.motion import (STABLE_POINTS, AbsoluteMotion, RelativeMotion, apply_affine, face_size,
                                         find_best_frame, invert_affine, shape_distance)
 from talkingface.preprocess.align import fit_similarity
 from talkingface.preprocess.detect import box_around_points
 
-FACES = Path(__file__).resolve().parent / "data" / "faces"
+from helpers import photo
+
 LOWER_LIP = [17, 84, 181, 91, 146, 314, 405, 321, 375, 14, 87, 178, 88, 95, 317, 402, 318, 324]
-
-
-def photo(name: str) -> np.ndarray:
-    return np.asarray(Image.open(FACES / f"{name}.jpg").convert("RGB"))
 
 
 @pytest.fixture(scope="module")

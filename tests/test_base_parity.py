@@ -6,7 +6,6 @@ official checkpoint file. Measured differences are printed (run with -s).
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from talkingface.checkpoints.official import load_generator, read_checkpoint

@@ -1,7 +1,6 @@
 """Training losses match the reference's values on the parity batch (within 1e-4 relative)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from talkingface.landmarks.encoding import draw_line_image, eye_mask, mouth_mask, normalized_subset
 from talkingface.landmarks.scheme import ROLES, get_scheme
+
+from helpers import photo
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
@@ -26,14 +27,6 @@ def _load_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def photo(name: str) -> np.ndarray:
-    if name == "astronaut":
-        from skimage import data
-
-        return data.astronaut()
-    return np.asarray(Image.open(FACES / f"{name}.jpg").convert("RGB"))
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from talkingface.checkpoints.official import load_generator, save_checkpoint
+from talkingface.checkpoints.official import load_generator
 from talkingface.config import load_config
 from talkingface.data.meta import MetaTaskDataset, TaskSpec
 from talkingface.data.official import OfficialDataset
 from talkingface.landmarks.scheme import get_scheme
-from talkingface.models.build import build_discriminator, build_generator
 from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
 from talkingface.seed_cli import main as seed_main
 

@@ -19,7 +19,7 @@ from talkingface.landmarks.scheme import ROLES, get_scheme
 from talkingface.recipes.preprocess import (MergeOptions, PreprocessOptions, ValidateOptions, run_merge,
                                             run_preprocess, run_validate)
 
-from helpers import make_tiny_dataset, smooth_image
+from helpers import make_tiny_dataset, photo, smooth_image
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
@@ -27,14 +27,6 @@ CONFIGS = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_co
 ASTRO_FRAMES, ASTRO_BLANK = 30, 12
 OBAMA_FRAMES = 24
 BIDEN_FRAMES = 10
-
-
-def photo(name: str) -> np.ndarray:
-    if name == "astronaut":
-        from skimage import data
-
-        return data.astronaut()
-    return np.asarray(Image.open(FACES / f"{name}.jpg").convert("RGB"))
 
 
 # face centres in the photos (pixels): the synthetic head motion turns about them

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from talkingface.errors import CheckpointError, DataError
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.recipes.train import TrainOptions, TrainingError, run_training
 
-from helpers import REPO, TINY_CONFIG, make_tiny_dataset
+from helpers import TINY_CONFIG, make_tiny_dataset
 from test_checkpoints import tiny_inputs
 
 
