@@ -130,15 +130,31 @@ def build_configs(args, train_root: Path, out: Path) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- stages
+def stage(args, out_dir: Path, steps: int, launch) -> tuple[Path, int]:
+    """Run one training stage: launch(resume) -> a recipe result. (checkpoint, iterations).
+
+    With --resume, a stage whose final checkpoint is in `out_dir` is reused, and an
+    interrupted one resumes from its newest checkpoint (the recipes' `resume="auto"`).
+    """
+    if args.resume:
+        finished = sorted(out_dir.glob(f"ckpt_*_{steps}.pth.tar"))
+        if finished:
+            print(f"--resume: reusing {finished[-1]}")
+            return finished[-1], steps
+    result = launch("auto" if args.resume else None)
+    return Path(result.last_checkpoint), result.iterations
+
+
 def pretrain(args, config: Path, out: Path) -> Path:
-    warp = run_training(TrainOptions(config=str(config), stage="warp", out_dir=str(out / "warp"),
-                                     max_steps=args.pretrain_warp_steps, batch_size=args.pretrain_batch,
-                                     epochs=NEVER, ckpt_every=NEVER, device=args.device))
-    full = run_training(TrainOptions(config=str(config), stage="full", out_dir=str(out / "full"),
-                                     warp_ckpt=str(warp.last_checkpoint), max_steps=args.pretrain_full_steps,
-                                     batch_size=args.pretrain_batch, epochs=NEVER, ckpt_every=NEVER,
-                                     device=args.device))
-    return full.last_checkpoint
+    warp, _ = stage(args, out / "warp", args.pretrain_warp_steps, lambda resume: run_training(TrainOptions(
+        config=str(config), stage="warp", out_dir=str(out / "warp"), max_steps=args.pretrain_warp_steps,
+        batch_size=args.pretrain_batch, epochs=NEVER, ckpt_every=args.ckpt_every, resume=resume,
+        device=args.device)))
+    full, _ = stage(args, out / "full", args.pretrain_full_steps, lambda resume: run_training(TrainOptions(
+        config=str(config), stage="full", out_dir=str(out / "full"), warp_ckpt=str(warp),
+        max_steps=args.pretrain_full_steps, batch_size=args.pretrain_batch, epochs=NEVER,
+        ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
+    return full
 
 
 def personalise_and_score(args, name: str, start: Path, cfg_path: Path, person: Path, evaluation: OfficialDataset,
@@ -202,6 +218,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="Config seed (training and task sampling) and "
                     "personalisation seed.")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--resume", action="store_true", help="Reuse the finished training stages in --out and resume "
+                    "an interrupted one (same settings only; use a fresh --out after changing any).")
+    ap.add_argument("--ckpt-every", type=int, default=100, help="Training checkpoints every N iterations "
+                    "(what --resume restarts from).")
     ap.add_argument("--frames", type=int, default=200, help="Frames per training clip.")
     ap.add_argument("--train-motion-seed", type=int, default=1, help="Motion seed of the training clips "
                     "(scripts/train_bundled_model.sh's data).")
@@ -258,25 +278,24 @@ def main() -> None:
 
     frames_total = len(OfficialDataset(train_root, get_scheme("mediapipe478"), 64, 128))
     with timed(times, "meta-training (Reptile)"):
-        meta = run_meta_training(MetaTrainOptions(
-            config=str(configs["meta"]), ckpt=str(start), out_dir=str(out / "meta"), max_steps=args.meta_steps,
-            epochs=max(1, math.ceil(args.meta_steps / frames_total)), ckpt_every=NEVER, device=args.device))
+        meta_ckpt, meta_steps = stage(args, out / "meta", args.meta_steps, lambda resume: run_meta_training(
+            MetaTrainOptions(config=str(configs["meta"]), ckpt=str(start), out_dir=str(out / "meta"),
+                             max_steps=args.meta_steps, epochs=max(1, math.ceil(args.meta_steps / frames_total)),
+                             ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
     meta_cfg = load_config(configs["meta"])
     d = meta_cfg.dataset
-    meta_grad_steps = meta.iterations * d.num_classes_per_set * d.inner_update_steps
+    meta_grad_steps = meta_steps * d.num_classes_per_set * d.inner_update_steps
     meta_batch = d.meta_batch_size or d.num_support_samples
 
     with timed(times, "ordinary training"):
-        ordinary = run_training(TrainOptions(config=str(configs["ordinary"]), stage="full", init_ckpt=str(start),
-                                             out_dir=str(out / "ordinary"), max_steps=meta_grad_steps,
-                                             batch_size=meta_batch, epochs=NEVER, ckpt_every=NEVER,
-                                             device=args.device))
-    ordinary_grad_steps = ordinary.iterations
+        ordinary_ckpt, ordinary_grad_steps = stage(args, out / "ordinary", meta_grad_steps, lambda resume: run_training(
+            TrainOptions(config=str(configs["ordinary"]), stage="full", init_ckpt=str(start),
+                         out_dir=str(out / "ordinary"), max_steps=meta_grad_steps, batch_size=meta_batch,
+                         epochs=NEVER, ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
 
     evaluation = OfficialDataset(eval_root, get_scheme("mediapipe478"), 64, 128)
     rows = {}
-    for label, key, ckpt in (("meta start", "meta", meta.last_checkpoint),
-                             ("ordinary start", "ordinary", ordinary.last_checkpoint),
+    for label, key, ckpt in (("meta start", "meta", meta_ckpt), ("ordinary start", "ordinary", ordinary_ckpt),
                              ("pretrained start (reference)", "pretrained", start)):
         with timed(times, f"personalise + score: {label}"):
             rows[label] = personalise_and_score(args, key, Path(ckpt), configs["meta"], person_root, evaluation,
@@ -286,7 +305,7 @@ def main() -> None:
     table = markdown_table(rows, args.k)
     accounting = [
         f"pretraining: {pretrain_steps}",
-        f"meta (Reptile): {meta.iterations} outer steps x {d.num_classes_per_set} identities x "
+        f"meta (Reptile): {meta_steps} outer steps x {d.num_classes_per_set} identities x "
         f"{d.inner_update_steps} inner steps = {meta_grad_steps} generator gradient steps, batch {meta_batch} "
         f"(inner lr {meta_cfg.train.inner_lr_generator:g}, outer Adam lr {meta_cfg.train.lr_generator:g})",
         f"ordinary (full stage): {ordinary_grad_steps} generator gradient steps, batch {meta_batch} "
@@ -303,8 +322,7 @@ def main() -> None:
                                      "batch": meta_batch},
         "accounting": accounting,
         "seconds": times,
-        "checkpoints": {"start": str(start), "meta": str(meta.last_checkpoint),
-                        "ordinary": str(ordinary.last_checkpoint)},
+        "checkpoints": {"start": str(start), "meta": str(meta_ckpt), "ordinary": str(ordinary_ckpt)},
         "configs": {k: str(v) for k, v in configs.items()},
         "args": vars(args),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
