@@ -150,13 +150,17 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float
     return out, time.perf_counter() - start
 
 
-def format_table(rows: list[PathResult], reference: PathResult | None = None) -> str:
-    """Markdown table: one row per path, speed relative to `reference`."""
-    header = ("| path | frames/s | s/frame | speed-up | peak RSS MiB (+ over start) | PSNR dB | max diff |\n"
-              "|---|---:|---:|---:|---:|---:|---:|")
+def format_table(rows: list[PathResult], reference: PathResult | dict[str, PathResult] | None = None) -> str:
+    """Markdown table: one row per path, with its speed-up over `reference` (one column),
+    or over each of several named references (one column each)."""
+    references = ({} if reference is None else reference if isinstance(reference, dict)
+                  else {"": reference})
+    labels = "".join(f" speed-up{' vs ' + k if k else ''} |" for k in references) or " speed-up |"
+    header = (f"| path | frames/s | s/frame |{labels} peak RSS MiB (+ over start) | PSNR dB | max diff |\n"
+              "|---|---:|---:|" + "---:|" * max(1, len(references)) + "---:|---:|---:|")
     out = [header]
     for r in rows:
-        ratio = f"{r.fps / reference.fps:.2f}x" if reference is not None else ""
+        ratio = " | ".join(f"{r.fps / ref.fps:.2f}x" for ref in references.values()) if references else ""
         peak = "" if r.peak_mib is None else f"{r.peak_mib:.0f} (+{r.peak_mib - (r.start_mib or 0):.0f})"
         psnr = "" if r.psnr_db is None else ("inf" if r.psnr_db == float("inf") else f"{r.psnr_db:.1f}")
         diff = "" if r.max_diff is None else str(r.max_diff)

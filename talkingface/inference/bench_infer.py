@@ -2,11 +2,16 @@
 one, side by side in one process, on the official 256 architecture.
 
     python benchmarks/bench_infer.py [--frames 8] [--batch-size 4] [--precision auto]
-                                     [--ablation] [--compile] [--command]
+                                     [--ablation] [--compile] [--command] [--onnx]
 
-- reference: fp32, one frame at a time, the source re-encoded for every frame,
-  spectral norm applied at run time (eval mode, stored u and v): the reference
-  implementation's model forward.
+- reference implementation's forward: fp32, one frame at a time, the source
+  re-encoded for every frame, spectral norm applied at run time (eval mode, stored u
+  and v), plus the warp-stage perceptual loss that the reference's inference computes
+  and throws away (its GeneratorFullModel runs forward_warp with cal_loss left on:
+  an anti-aliased 4-scale pyramid and VGG19 up to relu5_1 on the deformed source and
+  the driving frame, about 136 GFLOP a frame). This is what its inference.py runs.
+- reference path, generator only: the same without that loss (the issue's
+  "straightforward path"); both ratios are printed.
 - optimised: `InferenceEngine` (source encoded once per video, spectral norm folded,
   fused layers, batching, channels_last, freed memory kept, bf16 convolutions where the
   CPU has native bf16), and the exact fp32 variant of it.
@@ -55,6 +60,7 @@ class BenchOptions:
     compile: bool = False
     ablation: bool = False
     command: bool = False
+    onnx: bool = False  # also an ONNX Runtime row (talkingface.inference.onnx)
     weights: str = "auto"  # auto (parity if present), parity, random
     repeat: int = 1  # timed passes per path; the fastest counts (a shared machine is noisy)
     parity_dir: Path = PARITY
@@ -142,6 +148,8 @@ class Step:
     precision: str = "fp32"
     autocast: bool = False  # torch.autocast around an fp32 engine (for the ablation only)
     compile: bool = False
+    # Also compute the warp perceptual loss the reference's inference computes (raw model only).
+    warp_loss: bool = False
 
 
 def run_step(step: Step, factory: ModelFactory, batches, device: torch.device,
@@ -167,6 +175,14 @@ def run_step(step: Step, factory: ModelFactory, batches, device: torch.device,
                         cache["f"] = model.refine.encode_source(x.source[:1])
                     feats = [f.expand(x.source.shape[0], *f.shape[1:]) for f in cache["f"]]
                     return model.forward_refine(x, model.forward_warp(x), source_features=feats)
+            elif step.warp_loss:
+                loss = reference_warp_loss(factory.cfg).to(device)
+
+                def render(x):
+                    out = model(x)
+                    # The driving frame's pixels do not change the cost: the source stands in.
+                    loss.warp(out["deformed"], x.source)
+                    return out["prediction"]
             else:
                 def render(x):
                     return model(x)["prediction"]
@@ -197,12 +213,28 @@ def run_step(step: Step, factory: ModelFactory, batches, device: torch.device,
     return result, pixels
 
 
+def reference_warp_loss(cfg):
+    """The warp-stage loss the reference implementation's inference evaluates per frame:
+    the config's perceptual weights and pyramid scales, on a VGG19 with random weights
+    (the benchmark needs its cost, not its value, and ships no ImageNet weights)."""
+    from talkingface.losses.metaportrait import MetaPortraitLoss
+    from talkingface.losses.vgg import VGG19Features
+
+    return MetaPortraitLoss(cfg.train.loss_weights, cfg.train.scales, VGG19Features())
+
+
+REFERENCE_IMPLEMENTATION = Step("reference implementation's forward: fp32, per frame, source re-encoded, spectral "
+                                "norm at run time, + the warp loss its inference computes", source_once=False,
+                                engine=False, warp_loss=True)
+REFERENCE_GENERATOR = Step("reference path, generator only (no warp loss)", source_once=False, engine=False)
+
+
 def ablation_steps(batch: int, precision: str, compile: bool) -> list[Step]:
-    """Cumulative steps. The allocator setting is process-wide, so every step after the
-    one that turns it on runs with it."""
+    """Cumulative steps after the two reference rows. The allocator setting is
+    process-wide, so every step after the one that turns it on runs with it."""
     steps = [
-        Step("reference: fp32, per frame, source re-encoded, spectral norm at run time", source_once=False,
-             engine=False),
+        REFERENCE_IMPLEMENTATION,
+        REFERENCE_GENERATOR,
         Step("+ source encoded once per video", engine=False),
         Step("+ spectral norm folded at load"),
         Step("+ fused layers (SPADE blocks, norms, up-convs)", fuse=True),
@@ -227,6 +259,42 @@ def optimised_step(batch: int, precision: str, channels_last: bool, compile: boo
             + (", compiled" if compile else ""))
     return Step(name, fuse=True, batch=batch, channels_last=channels_last, keep_freed_memory=True,
                 precision=precision, compile=compile)
+
+
+# --------------------------------------------------------------------------- ONNX Runtime (--onnx)
+def run_onnx_step(factory: ModelFactory, batches, batch: int, device: torch.device,
+                  repeat: int = 1) -> tuple[PathResult, np.ndarray]:
+    """The generator exported to ONNX (fused layers, fp32; talkingface.inference.onnx) and
+    run in ONNX Runtime with torch's thread count, timed like `run_step`: source encoded
+    once per video, one untimed warm-up batch, the fastest of `repeat` passes. The export
+    (and its check against torch) is not timed."""
+    from talkingface.inference.onnx import OnnxRenderer, export_onnx
+    from talkingface.recipes.infer import to_uint8
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        export_onnx(factory(), factory.cfg, Path(tmp) / "generator.onnx")
+        export_s = time.perf_counter() - start
+        memory = PeakMemory(device)
+        gc.collect()
+        memory.reset()
+        renderer = OnnxRenderer(Path(tmp) / "generator.onnx", device=device)
+        sources = SourceCache(renderer)  # duck-typed: the renderer has the engine's encode_source
+
+        def render(x):
+            return renderer.render(x, sources.features([0] * x.source.shape[0], x.source))
+
+        batches = rebatch(batches, batch)
+        timed(lambda: render(batches[0]), device)  # warm-up: ORT plans its memory on the first run
+        seconds = float("inf")
+        for _ in range(max(1, repeat)):
+            sources.clear()
+            outputs, took = timed(lambda: [render(x) for x in batches], device)
+            seconds = min(seconds, took)
+    frames = sum(x.source.shape[0] for x in batches)
+    result = PathResult(f"ONNX Runtime, fp32, batch {batch}", frames, seconds, memory.peak_mib(), memory.start_mib,
+                        note=f"export {export_s:.0f} s, not counted")
+    return result, to_uint8(torch.cat(outputs))
 
 
 # --------------------------------------------------------------------------- whole command
@@ -296,7 +364,7 @@ def run(opts: BenchOptions) -> list[PathResult]:
     if opts.ablation:
         steps = ablation_steps(opts.batch_size, precision, opts.compile)
     else:
-        steps = [ablation_steps(1, "fp32", False)[0]]
+        steps = [REFERENCE_IMPLEMENTATION, REFERENCE_GENERATOR]
         if precision != "fp32":  # the exact path too
             steps.append(optimised_step(opts.batch_size, "fp32", opts.channels_last, False))
         steps.append(optimised_step(opts.batch_size, precision, opts.channels_last, opts.compile))
@@ -312,6 +380,12 @@ def run(opts: BenchOptions) -> list[PathResult]:
             row.note = f"compile {row.extra['compile_s']:.0f} s, not counted"
         rows.append(row)
         print(f"  {row.name}: {row.fps:.3f} frames/s, PSNR {row.psnr_db:.1f} dB", flush=True)
+    if opts.onnx:  # ONNX Runtime row (--onnx)
+        row, pixels = run_onnx_step(factory, batches, opts.batch_size, device, opts.repeat)
+        row.psnr_db = psnr_uint8(pixels, reference_pixels)
+        row.max_diff = int(np.abs(pixels.astype(np.int16) - reference_pixels.astype(np.int16)).max())
+        rows.append(row)
+        print(f"  {row.name}: {row.fps:.3f} frames/s, PSNR {row.psnr_db:.1f} dB", flush=True)
     if opts.command:
         for p in dict.fromkeys(["fp32", precision]):
             if p != "fp32" and not seed_command_supports_precision():
@@ -321,7 +395,7 @@ def run(opts: BenchOptions) -> list[PathResult]:
             rows.append(row)
             print(f"  {row.name}: {row.fps:.3f} frames/s", flush=True)
     print(f"load average at end: {load_average()}\n")
-    print(format_table(rows, rows[0]))
+    print(format_table(rows, {"reference implementation": rows[0], "generator only": rows[1]}))
     return rows
 
 
@@ -335,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the optimised path")
     p.add_argument("--ablation", action="store_true", help="one row per optimisation, cumulatively")
     p.add_argument("--command", action="store_true", help="also time the whole seed inference command")
+    p.add_argument("--onnx", action="store_true",
+                   help='also an ONNX Runtime row, fp32, batch --batch-size (needs pip install -e ".[onnx]")')
     p.add_argument("--weights", default="auto", choices=["auto", "parity", "random"])
     p.add_argument("--repeat", type=int, default=1, help="timed passes per path; the fastest is reported")
     p.add_argument("--parity-dir", type=Path, default=PARITY, help="folder with weights.py and base_manifest.json")
@@ -347,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run(BenchOptions(frames=args.frames, batch_size=args.batch_size, precision=args.precision,
                      channels_last=not args.nchw, compile=args.compile, ablation=args.ablation,
-                     command=args.command, weights=args.weights, repeat=args.repeat, parity_dir=args.parity_dir,
+                     command=args.command, onnx=args.onnx, weights=args.weights, repeat=args.repeat, parity_dir=args.parity_dir,
                      config=args.config,
                      device=args.device))
     return 0

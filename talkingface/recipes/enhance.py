@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from talkingface.errors import DataError, TalkingFaceError
-from talkingface.utils.atomic import atomic_path
+from talkingface.utils.png import save_png
 
 Chunking = Literal["overlap", "reference"]
 REFERENCE_CHUNK = 16  # frames per chunk in the official test script
@@ -295,11 +295,6 @@ class EnhanceResult:
     seconds: float
 
 
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-
-
 def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     """Load the checkpoint, super-resolve the input, write PNGs or a video (fps and audio kept)."""
     from talkingface.checkpoints.sr import load_temporal_sr
@@ -341,7 +336,7 @@ def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
         else:
             out.mkdir(parents=True, exist_ok=True)
             for name, px in zip(clip.output_names(), pixels()):
-                _save_png(out / name, px)
+                save_png(out / name, px)
     result = EnhanceResult(count, out, time.perf_counter() - began)
     print(f"Wrote {count} frames to {out} in {result.seconds:.1f} s")
     return result

@@ -1,7 +1,8 @@
 """Inference on an official-layout dataset: reconstruct every driving frame from its source.
 
 Writes <save_dir>/output_<H>/<frame>.png, pixels uint8(clip(pred * 255, 0, 255)) —
-truncated, not rounded, as the reference writes them — and <save_dir>/out_<H>.mp4.
+truncated, not rounded, as the reference writes them — and <save_dir>/out_<H>.mp4,
+encoded from the frames as they come (not read back from the PNGs).
 At the default fp32, exact optimisations only: spectral norm folded into the weights,
 the source encoded once per identity, frames batched; the PNGs match the reference
 implementation's. bf16 / fp16 run through the inference engine (talkingface.inference:
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -26,8 +28,8 @@ from talkingface.inference import InferenceEngine, resolve_precision
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
-from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.png import save_png
 from talkingface.utils.video import write_video
 
 # Batching changes a few pixels by one grey level (other conv algorithms), so fp32 keeps
@@ -64,11 +66,6 @@ def to_uint8(prediction: torch.Tensor) -> np.ndarray:
     return np.clip(prediction.float().permute(0, 2, 3, 1).cpu().numpy() * 255, 0, 255).astype(np.uint8)
 
 
-def save_png(path: Path, pixels: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-
-
 def open_dataset(cfg: Config, root: str | Path) -> OfficialDataset:
     return OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
                            cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
@@ -80,35 +77,45 @@ def batch_inputs(batch: dict, device: torch.device) -> GeneratorInputs:
                            mouth_mask=batch["mouth_mask"], identity=batch["identity"]).to(device)
 
 
-@torch.inference_mode()
-def reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.device, on_batch,
-                engine=None) -> int:
-    """Run the model over the dataset; `on_batch(indices, uint8 frames)` receives each result.
+def iter_reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.device,
+                     engine=None) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Run the model over the dataset in its order, yielding (dataset indices, uint8 frames)
+    per batch.
 
     Without `engine`, the plain fp32 generator (exact); with one (an InferenceEngine made
     from `model`), the engine renders."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     encode = engine.encode_source if engine is not None else model.refine.encode_source
     feature_cache: dict[int, list[torch.Tensor]] = {}
-    done = 0
     with tqdm(total=len(dataset), unit="frame", desc="infer", dynamic_ncols=True) as bar:
         for batch in loader:
-            x = batch_inputs(batch, device)
-            ids = batch["identity_index"].tolist()
-            for i, k in enumerate(ids):  # the source pyramid depends on the source only
-                if k not in feature_cache:
-                    feature_cache[k] = encode(x.source[i:i + 1])
-            if engine is not None and len(set(ids)) == 1:
-                features = feature_cache[ids[0]]  # batch 1: the engine repeats it once per batch size
-            else:
-                features = [torch.cat([feature_cache[k][s] for k in ids]) for s in range(len(feature_cache[ids[0]]))]
-            if engine is not None:
-                prediction = engine.render(x, features)
-            else:
-                prediction = model.forward_refine(x, model.forward_warp(x), source_features=features)
-            on_batch(batch["index"].tolist(), to_uint8(prediction))
-            done += len(ids)
+            with torch.inference_mode():
+                x = batch_inputs(batch, device)
+                ids = batch["identity_index"].tolist()
+                for i, k in enumerate(ids):  # the source pyramid depends on the source only
+                    if k not in feature_cache:
+                        feature_cache[k] = encode(x.source[i:i + 1])
+                if engine is not None and len(set(ids)) == 1:
+                    features = feature_cache[ids[0]]  # batch 1: the engine repeats it once per batch size
+                else:
+                    features = [torch.cat([feature_cache[k][s] for k in ids])
+                                for s in range(len(feature_cache[ids[0]]))]
+                if engine is not None:
+                    prediction = engine.render(x, features)
+                else:
+                    prediction = model.forward_refine(x, model.forward_warp(x), source_features=features)
+            yield batch["index"].tolist(), to_uint8(prediction)
             bar.update(len(ids))
+
+
+def reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.device, on_batch,
+                engine=None) -> int:
+    """`iter_reconstruct` with `on_batch(indices, uint8 frames)` called per batch; returns
+    the number of frames."""
+    done = 0
+    for indices, pixels in iter_reconstruct(model, dataset, batch_size, device, engine):
+        on_batch(indices, pixels)
+        done += len(indices)
     return done
 
 
@@ -133,17 +140,24 @@ def run_inference(opts: InferOptions) -> InferResult:
     print(f"Reconstructing {len(dataset)} frames of {len(dataset.identities)} identities from {dataset.root} "
           f"on {device}")
 
-    def save(indices, pixels):
-        for i, px in zip(indices, pixels):
-            save_png(frames_dir / dataset.frames[i].output_name, px)
-
     batch_size = opts.batch_size or (1 if engine is None else LOW_PRECISION_BATCH)
-    count = reconstruct(model, dataset, max(1, batch_size), device, save, engine)
+    count = 0
+
+    def frames() -> Iterator[np.ndarray]:  # each saved as a PNG, then handed to the video encoder
+        nonlocal count
+        for indices, pixels in iter_reconstruct(model, dataset, max(1, batch_size), device, engine):
+            for i, px in zip(indices, pixels):
+                save_png(frames_dir / dataset.frames[i].output_name, px)
+                count += 1
+                yield px
+
     video = None
     if opts.write_video:
         video = save_dir / f"out_{size}.mp4"
-        paths = [frames_dir / f.output_name for f in dataset.frames]
-        write_video(video, (np.asarray(Image.open(p).convert("RGB")) for p in paths), opts.fps)
+        write_video(video, frames(), opts.fps)  # the dataset's order, which the loader keeps
+    else:
+        for _ in frames():
+            pass
     if opts.evaluate:
         evaluate_reconstruction(dataset, frames_dir, save_dir / "eval")
     result = InferResult(count, frames_dir, video, time.perf_counter() - start)

@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from talkingface.data.official import Frame, read_source_map, scan_frames
 from talkingface.data.sr_clips import image_size, read_rgb
 from talkingface.errors import CheckpointError, DataError, TalkingFaceError
 from talkingface.utils.atomic import atomic_path
+from talkingface.utils.png import save_png
 
 MANIFEST = "sr_data.json"
 
@@ -85,11 +85,6 @@ def _targets(out: Path, frame: Frame) -> tuple[Path, Path]:
     return clip / "lq" / name, clip / "gt" / name
 
 
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-
-
 def _write_gt(frame: Frame, target: Path, side: int) -> None:
     """The GT frame as PNG: a byte copy when it already is one (after checking its size)."""
     w, h = image_size(frame.image)
@@ -99,7 +94,7 @@ def _write_gt(frame: Frame, target: Path, side: int) -> None:
         with atomic_path(target) as tmp:
             shutil.copyfile(frame.image, tmp)
     else:
-        _save_png(target, read_rgb(frame.image))
+        save_png(target, read_rgb(frame.image))
 
 
 def list_frames(root: Path) -> list[Frame]:
@@ -208,7 +203,7 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
         if lq.shape[:2] != (lq_side, lq_side):
             raise TalkingFaceError(f"internal: LQ frame of {lq.shape[1]}x{lq.shape[0]} for {frame.image}")
         _write_gt(frame, gt_path, gt_side)  # GT first: a pair counts as done once its LQ exists too
-        _save_png(lq_path, lq)
+        save_png(lq_path, lq)
 
     if pending and mode == "base-model":
         _base_model_pairs(opts, cfg, root, frames, pending, write_pair)

@@ -52,6 +52,7 @@ from talkingface.training.logging import TrainLogger
 from talkingface.training.state import restore_rng
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.png import save_png
 
 CKPT_NAME = re.compile(r"^net_g_(\d+)\.pth$")
 GFPGAN_HINT = ("download GFPGANv1.3.pth (the GFPGAN v1.3 release, github.com/TencentARC/GFPGAN) and point "
@@ -338,13 +339,6 @@ def load_lpips(metrics: dict, alexnet: str | None, lin: str | None, device: torc
     return LpipsMetric(weights, device)
 
 
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-
-
 def evaluate_clips(model: TemporalSRNet, clips: list[SRClip], val: ValConfig, limit: int | None,
                    lpips=None, save_dir: Path | None = None, batch_size: int = 1, desc: str = "validate",
                    show_progress: bool = True) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
@@ -372,7 +366,7 @@ def evaluate_clips(model: TemporalSRNet, clips: list[SRClip], val: ValConfig, li
                 if clip.gt is not None and val.metrics:
                     scorer.add(pred, clip.read_gt(i))
                 if save_dir is not None:
-                    _save_png(save_dir / clip.name / f"{names[i]}.png", pred)
+                    save_png(save_dir / clip.name / f"{names[i]}.png", pred)
                 bar.update(1)
             per_clip[clip.name] = scorer.means()
     model.train(was_training)
