@@ -433,17 +433,26 @@ def _run_animate(args: argparse.Namespace) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="Write a generator-only inference snapshot of a training checkpoint.")
+    p = sub.add_parser("export", help="Write a generator-only inference snapshot of a training checkpoint, "
+                                      "and/or ONNX graphs of its generator (--onnx).")
     p.add_argument("--ckpt", required=True, help="Training checkpoint (ours or official layout).")
-    p.add_argument("--out", required=True, help="Snapshot to write (official layout, model config inside).")
+    p.add_argument("--out", default=None, help="Snapshot to write (official layout, model config inside).")
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx",
+                   help="Write the generator for ONNX Runtime: OUT.onnx (per frame) and OUT.encoder.onnx (source "
+                        'encoder); fp32, any batch. Needs the onnx extra: pip install -e ".[onnx]".')
     p.add_argument("--config", default=None, help="Model config (default: the one stored in the checkpoint).")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    from talkingface.recipes.export import export_generator
+    from talkingface.recipes.export import export_generator, export_onnx_graphs
 
-    export_generator(args.ckpt, args.out, args.config)
+    if args.out is None and args.onnx is None:
+        raise TalkingFaceError("nothing to write: give --out (a snapshot), --onnx OUT.onnx (ONNX graphs) or both")
+    if args.onnx is not None:  # first: a missing extra fails before anything is written
+        export_onnx_graphs(args.ckpt, args.onnx, args.config)
+    if args.out is not None:
+        export_generator(args.ckpt, args.out, args.config)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -1,4 +1,5 @@
-"""`talkingface export`: a training checkpoint -> a generator-only inference snapshot.
+"""`talkingface export`: a training checkpoint -> a generator-only inference snapshot,
+and/or ONNX graphs for ONNX Runtime (`--onnx`, see talkingface.inference.onnx).
 
 Training checkpoints carry the discriminator, both optimisers and the resume state
 (about 3x the generator's size). The snapshot keeps the official layout's `generator`
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint, save_checkpoint
-from talkingface.errors import CheckpointError
+from talkingface.errors import CheckpointError, TalkingFaceError
+
+if TYPE_CHECKING:
+    from talkingface.inference.onnx import OnnxExport
 
 
 @dataclass
@@ -34,4 +39,24 @@ def export_generator(ckpt: str, out: str, config: str | None = None) -> ExportRe
     checkpoint_meta(read_checkpoint(dst))  # the written file reads back with its metadata
     result = ExportResult(dst, sum(p.numel() for p in model.parameters()), dst.stat().st_size / 2 ** 20)
     print(f"Wrote {dst}: generator only, {result.parameters / 1e6:.2f} M parameters, {result.megabytes:.1f} MB")
+    return result
+
+
+def export_onnx_graphs(ckpt: str, out: str, config: str | None = None) -> OnnxExport:
+    """The checkpoint's generator as ONNX graphs: OUT.onnx (per frame) and OUT.encoder.onnx."""
+    from talkingface.inference.onnx import encoder_path, export_onnx, require_extra
+    from talkingface.recipes.personalize import config_for_checkpoint
+
+    src, dst = Path(ckpt), Path(out)
+    if dst.suffix != ".onnx":
+        raise TalkingFaceError("--onnx names a .onnx file (the source encoder is written beside it as "
+                               f"{encoder_path(dst.with_suffix('.onnx')).name})", dst)
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # before the slow part, not after it
+        require_extra(module)
+    cfg = config_for_checkpoint(str(src), config)
+    model = load_generator(src, cfg).model
+    result = export_onnx(model, cfg, dst)
+    print(f"Wrote {result.render} (per frame) and {result.encoder} (source encoder, once per video): "
+          f"{result.variant} layers, opset {result.opset}, fp32, any batch, {result.megabytes:.1f} MB; "
+          f"ONNX Runtime matches torch to {result.max_abs_diff:.1e}")
     return result
