@@ -91,7 +91,7 @@ def test_two_rank_meta_step_keeps_ranks_identical(data_root, tmp_path):
             assert torch.equal(value, r1[part][key]), f"{part}.{key}"
 
 
-def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path):
+def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path, capsys):
     """A model pretrained on some identities adapts to a new one: held-out PSNR up by >= 1 dB."""
     person = make_tiny_video_dataset(tmp_path / "person", frames=12, seed=11)
     base = make_tiny_checkpoint(tmp_path / "base.pth.tar")
@@ -100,4 +100,6 @@ def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path):
     print(f"held-out PSNR {result.psnr_before:.2f} -> {result.psnr_after:.2f} dB")
     assert result.psnr_after >= result.psnr_before + 1.0
     assert result.curve_csv.read_text().count("\n") == 26 and result.curve_png.stat().st_size > 1000
+    progress = capsys.readouterr().err  # the step bar (the web app shows it as well)
+    assert "personalize: 100%" in progress and "25/25" in progress
     load_generator(result.checkpoint, load_config(TINY_CONFIG))  # usable by infer

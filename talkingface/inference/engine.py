@@ -37,9 +37,9 @@ from talkingface.inference.precision import (LOW_DTYPES, PRECISIONS, LowPrecisio
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
 
-__all__ = ["PRECISIONS", "EngineOptions", "InferenceEngine", "LowPrecisionConv", "PrecisionChoice", "SourceCache",
-           "choose_precision", "cpu_flags", "generator_psnr_check", "resolve_precision", "lower_conv_precision", "native_precisions",
-           "psnr_uint8", "render_batches", "to_uint8"]
+__all__ = ["PRECISIONS", "EngineOptions", "InferenceEngine", "LowPrecisionConv", "PrecisionChoice", "RenderGraph",
+           "SourceCache", "choose_precision", "cpu_flags", "generator_psnr_check", "resolve_precision",
+           "lower_conv_precision", "native_precisions", "psnr_uint8", "render_batches", "to_uint8"]
 
 MIN_PSNR_DB = 40.0
 
@@ -162,9 +162,9 @@ class EngineOptions:
         check_precision(self.precision)
 
 
-class _Render(nn.Module):
-    """The per-frame part of the generator with plain tensors in and out (what
-    torch.compile sees)."""
+class RenderGraph(nn.Module):
+    """The per-frame part of the generator with plain tensors in and out: what
+    torch.compile sees, and what the ONNX export writes (talkingface.inference.onnx)."""
 
     def __init__(self, generator: nn.Module):
         super().__init__()
@@ -173,7 +173,8 @@ class _Render(nn.Module):
     def forward(self, features: list[torch.Tensor], source: torch.Tensor, source_line: torch.Tensor,
                 driving_line: torch.Tensor, driving_subset: torch.Tensor, mouth_mask: torch.Tensor,
                 identity: torch.Tensor) -> torch.Tensor:
-        # features: the source pyramid, coarse to fine, batch B; images B x C x H x W -> B x 3 x H x W
+        # features: the source pyramid, coarse to fine, B x C_s x h_s x w_s; source, lines: B x 3 x H x W;
+        # driving_subset: B x 58 x 2; mouth_mask: B x 1 x H x W; identity: B x D -> B x 3 x H x W
         x = GeneratorInputs(source=source, source_line=source_line, driving_line=driving_line,
                             driving_subset=driving_subset, mouth_mask=mouth_mask, identity=identity)
         warp_out = self.generator.forward_warp(x)
@@ -191,7 +192,7 @@ class InferenceEngine:
         self.model = model
         self.options = options
         self.device = torch.device(options.device)
-        self._render: Callable[..., torch.Tensor] = _Render(model)
+        self._render: Callable[..., torch.Tensor] = RenderGraph(model)
         self._compiled_batch: int | None = None
         self._repeat_cache: tuple[list[torch.Tensor], int, list[torch.Tensor]] | None = None
         if options.compile:

@@ -45,6 +45,7 @@ from torch import nn
 
 from talkingface.config import Config
 from talkingface.errors import CheckpointError, TalkingFaceError
+from talkingface.inference.engine import RenderGraph
 from talkingface.landmarks.scheme import SUBSET_SIZE
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
@@ -79,24 +80,6 @@ def feature_names(count: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- export
-class _RenderGraph(nn.Module):
-    """The per-frame part of the generator with plain tensors in and out (the same
-    computation as the engine's render)."""
-
-    def __init__(self, generator: nn.Module):
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, features: list[torch.Tensor], source: torch.Tensor, source_line: torch.Tensor,
-                driving_line: torch.Tensor, driving_subset: torch.Tensor, mouth_mask: torch.Tensor,
-                identity: torch.Tensor) -> torch.Tensor:
-        # features: the source pyramid, coarse to fine, B x C_s x h_s x w_s; source, lines: B x 3 x H x W;
-        # driving_subset: B x 58 x 2; mouth_mask: B x 1 x H x W; identity: B x D -> B x 3 x H x W
-        x = GeneratorInputs(source=source, source_line=source_line, driving_line=driving_line,
-                            driving_subset=driving_subset, mouth_mask=mouth_mask, identity=identity)
-        return self.generator.forward_refine(x, self.generator.forward_warp(x), source_features=features)
-
-
 class _EncoderGraph(nn.Module):
     def __init__(self, generator: nn.Module):
         super().__init__()
@@ -199,7 +182,7 @@ def export_onnx(model_or_engine: nn.Module | Any, cfg: Config, path: str | Path,
     render_out = Path(path)
     encoder_out = encoder_path(render_out)
     model, variant = _fp32_copy(model_or_engine, fuse)
-    render_graph, encoder_graph = _RenderGraph(model).eval(), _EncoderGraph(model).eval()
+    render_graph, encoder_graph = RenderGraph(model).eval(), _EncoderGraph(model).eval()
     x = example_inputs(cfg, batch)
     args = tuple(getattr(x, n) for n in RENDER_INPUTS)
     with torch.no_grad():

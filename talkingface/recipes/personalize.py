@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint, save_checkpoint
 from talkingface.config import Config, load_config, parse_config
@@ -152,8 +153,14 @@ def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
         train = [i for i in range(len(dataset)) if i not in set(held)]
         before = heldout_psnr(generator, dataset, held, device)
         print(f"Personalising on {len(train)} frames ({len(held)} held out); held-out PSNR before: {before:.2f} dB")
-        history = adapt(generator, criterion, _endless(dataset, train, opts.batch_size, opts.seed), device, settings,
-                        steps=opts.steps, seconds=opts.seconds)
+        # A bar over the steps (or, with --seconds, a step counter); the web app shows it too.
+        with tqdm(total=opts.steps, unit="step", desc="personalize", dynamic_ncols=True) as bar:
+            def on_step(step: int, losses: dict[str, float]) -> None:
+                bar.set_postfix(loss=f"{sum(losses.values()):.4f}", refresh=False)
+                bar.update(1)
+
+            history = adapt(generator, criterion, _endless(dataset, train, opts.batch_size, opts.seed), device,
+                            settings, steps=opts.steps, seconds=opts.seconds, on_step=on_step)
         after = heldout_psnr(generator, dataset, held, device)
     print(f"Held-out PSNR after {len(history)} steps: {after:.2f} dB ({after - before:+.2f} dB)")
     save_checkpoint(out, cfg, generator, epoch=0, extra={"personalized": {
