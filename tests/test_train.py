@@ -156,9 +156,16 @@ class TinyRecogniser(torch.nn.Module):
         return self.conv(x).mean(dim=(2, 3))
 
 
-def test_identity_loss_runs_when_a_network_is_configured(data_root, tmp_path):
-    net = tmp_path / "recogniser.pt"
-    torch.jit.script(TinyRecogniser()).save(str(net))
+@pytest.mark.parametrize("kind", ["torch.export", "torchscript"])
+def test_identity_loss_runs_when_a_network_is_configured(data_root, tmp_path, kind):
+    if kind == "torch.export":
+        net = tmp_path / "recogniser.pt2"
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(TinyRecogniser(), (torch.rand(2, 3, 64, 64),), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(net))
+    else:
+        net = tmp_path / "recogniser.pt"
+        torch.jit.script(TinyRecogniser()).save(str(net))
     cfg_text = TINY_CONFIG.read_text().replace("    eye_enhance: 50", "    id: 20\n    eye_enhance: 50")
     cfg_text = cfg_text.replace("  ckpt_save_iter_freq: 10", f"  id_network: {net}\n  ckpt_save_iter_freq: 10")
     cfg = tmp_path / "tiny_id.yaml"
@@ -172,3 +179,22 @@ def test_validation_uses_the_evaluation_metrics(data_root, tmp_path):
     result = run_training(opts(data_root, tmp_path / "v", stage="full", max_steps=2, val_data=str(val)))
     assert set(result.validation) == {"psnr", "ssim", "l1"}
     assert 0 < result.validation["psnr"] < 100 and -1 <= result.validation["ssim"] <= 1
+
+
+def test_identity_network_files(tmp_path):
+    """The recogniser's input size comes from the archive's traced shape; broken files are one-line errors."""
+    from talkingface.errors import CheckpointError
+    from talkingface.losses.identity import IdentityLoss
+
+    net = tmp_path / "r.pt2"
+    program = torch.export.export(TinyRecogniser(), (torch.rand(2, 3, 96, 96),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.export.save(program, str(net))
+    loss = IdentityLoss(net, 20.0)
+    assert loss.size == 96 and not any(p.requires_grad for p in loss.net.parameters())
+    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3)  # batch 3: not the traced 2
+    assert 0 <= float(loss(torch.rand(3, 3, 64, 64), theta, torch.rand(3, 16))) <= 40
+    for name, content in [("bad.pt2", b"not an archive"), ("bad.pt", b"not torchscript")]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match="identity network"):
+            IdentityLoss(tmp_path / name, 20.0)
