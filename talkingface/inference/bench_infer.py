@@ -350,6 +350,12 @@ def time_seed_command(factory: ModelFactory, config: Path, frames: int, batch: i
 
 
 # --------------------------------------------------------------------------- main
+def _score(row: PathResult, pixels: np.ndarray, reference: np.ndarray) -> None:
+    """The row's PSNR and largest grey-level difference against the reference frames."""
+    row.psnr_db = psnr_uint8(pixels, reference)
+    row.max_diff = int(np.abs(pixels.astype(np.int16) - reference.astype(np.int16)).max())
+
+
 def run(opts: BenchOptions) -> list[PathResult]:
     device = torch.device(opts.device)
     info = machine_info(device)
@@ -376,16 +382,14 @@ def run(opts: BenchOptions) -> list[PathResult]:
         row, pixels = run_step(step, factory, batches, device, opts.repeat)
         if reference_pixels is None:
             reference_pixels = pixels
-        row.psnr_db = psnr_uint8(pixels, reference_pixels)
-        row.max_diff = int(np.abs(pixels.astype(np.int16) - reference_pixels.astype(np.int16)).max())
+        _score(row, pixels, reference_pixels)
         if "compile_s" in row.extra:
             row.note = f"compile {row.extra['compile_s']:.0f} s, not counted"
         rows.append(row)
         print(f"  {row.name}: {row.fps:.3f} frames/s, PSNR {row.psnr_db:.1f} dB", flush=True)
     if opts.onnx:  # ONNX Runtime row (--onnx)
         row, pixels = run_onnx_step(factory, batches, opts.batch_size, device, opts.repeat)
-        row.psnr_db = psnr_uint8(pixels, reference_pixels)
-        row.max_diff = int(np.abs(pixels.astype(np.int16) - reference_pixels.astype(np.int16)).max())
+        _score(row, pixels, reference_pixels)
         rows.append(row)
         print(f"  {row.name}: {row.fps:.3f} frames/s, PSNR {row.psnr_db:.1f} dB", flush=True)
     if opts.command:

@@ -25,6 +25,7 @@ from talkingface.config import Config, load_config
 from talkingface.data.official import OfficialDataset
 from talkingface.errors import CheckpointError
 from talkingface.inference import InferenceEngine, resolve_precision
+from talkingface.inference.engine import to_uint8  # re-exported: callers import it from here
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
@@ -59,11 +60,6 @@ class InferResult:
     frames_dir: Path
     video: Path | None
     seconds: float
-
-
-def to_uint8(prediction: torch.Tensor) -> np.ndarray:
-    """B x 3 x H x W tanh output -> B x H x W x 3 uint8, the reference's truncating conversion."""
-    return np.clip(prediction.float().permute(0, 2, 3, 1).cpu().numpy() * 255, 0, 255).astype(np.uint8)
 
 
 def open_dataset(cfg: Config, root: str | Path) -> OfficialDataset:
