@@ -291,6 +291,11 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="Process only shard K of N (K from 0) of the sorted inputs; merge shards with merge-data.")
     p.add_argument("--workers", type=int, default=1, help="Inputs processed in parallel worker processes.")
+    p.add_argument("--no-scene-split", action="store_true",
+                   help="One identity per input, as if it had no scene cuts (default: split each input at cuts "
+                        "and make one identity per person).")
+    p.add_argument("--scene-threshold", type=float, default=None,
+                   help="Scene-cut threshold on the frame change score, 0..1 (default 0.3; lower finds more cuts).")
     p.set_defaults(handler=_run_preprocess)
 
 
@@ -301,7 +306,8 @@ def _run_preprocess(args: argparse.Namespace) -> None:
         inputs=args.inputs, out=args.out, size=args.size, config=args.config, crop_expand=args.crop_expand,
         crop_offset_y=args.crop_offset_y, moving_box=args.moving_box, source_frame=args.source_frame,
         min_confidence=args.min_confidence, smooth=not args.no_smooth, image_fps=args.fps,
-        max_frames=args.max_frames, preview=args.preview, shard=args.shard, workers=args.workers))
+        max_frames=args.max_frames, preview=args.preview, shard=args.shard, workers=args.workers,
+        scene_split=not args.no_scene_split, scene_threshold=args.scene_threshold))
 
 
 def _add_validate_data(sub: argparse._SubParsersAction) -> None:
@@ -398,6 +404,13 @@ def _run_make_sr_data(args: argparse.Namespace) -> None:
                                        device=args.device))
 
 
+def add_render_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--render", choices=["full", "model"], default="full",
+                   help="full (default): the model's motion applied to the photo's own pixels at its resolution, "
+                        "the generator filling the mouth and closing eyes; model: the model's output upsampled "
+                        "and pasted back (blurry at 64 px; for comparison).")
+
+
 def _add_animate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("animate", help="Make a portrait (photo or video) talk like a driving video.")
     p.add_argument("--source", required=True, help="The portrait: a photo (.jpg, .png, ...) or a video of the person.")
@@ -411,6 +424,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--find-best-frame", action="store_true",
                    help="Measure motion from the driving frame most like the source (default: the first with a face).")
     p.add_argument("--crop-only", action="store_true", help="Write the generated face crops, no paste-back.")
+    add_render_argument(p)
     p.add_argument("--batch-size", type=int, default=8, help="Driving frames per forward pass.")
     p.add_argument("--personalize", type=int, default=0, metavar="N",
                    help="First fine-tune N steps on the source (a video of the person).")
@@ -429,7 +443,7 @@ def _run_animate(args: argparse.Namespace) -> None:
         source=args.source, driving=args.driving, out=args.out, ckpt=args.ckpt, config=args.config,
         relative=not args.absolute, find_best_frame=args.find_best_frame, crop_only=args.crop_only,
         batch_size=args.batch_size, personalize=args.personalize, vgg19=args.vgg19, enhance=args.enhance,
-        sr_ckpt=args.sr_ckpt, precision=args.precision, device=args.device))
+        sr_ckpt=args.sr_ckpt, precision=args.precision, device=args.device, render=args.render))
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -461,6 +475,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None, help="Your own portrait instead of the Grace Hopper photo.")
     p.add_argument("--driving", default=None, help="Your own driving video instead of the bundled one.")
     p.add_argument("--ckpt", default=None, help="A mediapipe478 model instead of the bundled one.")
+    add_render_argument(p)
     add_precision_argument(p, "auto", "Default auto")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     p.set_defaults(handler=_run_demo)
@@ -470,7 +485,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     from talkingface.recipes.demo import DemoOptions, run_demo
 
     result = run_demo(DemoOptions(out=args.out, source=args.source, driving=args.driving, ckpt=args.ckpt,
-                                  precision=args.precision, device=args.device))
+                                  precision=args.precision, device=args.device, render=args.render))
     print(f"Demo video: {result.out}")
 
 

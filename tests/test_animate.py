@@ -159,7 +159,7 @@ def test_the_pasted_back_face_follows_the_driving_head(media, clip):
     from talkingface.data.synthetic import detect_landmarks
     from talkingface.preprocess.align import fit_similarity
 
-    settings = AnimateSettings(size=128)
+    settings = AnimateSettings(size=128, render="model")  # the oracle gives crops, no motion
     source = load_source(media / "source.png", settings)
     size = settings.size
 
@@ -232,7 +232,7 @@ def test_a_failure_midway_leaves_no_output(media, tiny_ckpt, tmp_path, monkeypat
     out = tmp_path / "out.mp4"
     out.write_bytes(b"an earlier result")
     calls = {"n": 0}
-    render = CropRenderer.__call__
+    render = CropRenderer.with_motion  # what the default full-resolution rendering calls
 
     def failing(self, poses):
         calls["n"] += 1
@@ -240,7 +240,7 @@ def test_a_failure_midway_leaves_no_output(media, tiny_ckpt, tmp_path, monkeypat
             raise RuntimeError("boom")
         return render(self, poses)
 
-    monkeypatch.setattr(CropRenderer, "__call__", failing)
+    monkeypatch.setattr(CropRenderer, "with_motion", failing)
     with pytest.raises(RuntimeError, match="boom"):
         run_animate(options(media, tiny_ckpt, out, driving=str(media / "short.mp4"), batch_size=2))
     assert out.read_bytes() == b"an earlier result"

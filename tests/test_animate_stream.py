@@ -120,7 +120,7 @@ def _stream_peak(length: int, tmp_path) -> int:
     rng = np.random.default_rng(4)
     background = smooth_image(rng, 256)
     base = face_like(rng, centre=(128, 120), radius=60)
-    settings = AnimateSettings(size=64)
+    settings = AnimateSettings(size=64, render="model")  # the stand-in renderer gives crops, no motion
     source = _source(background, base, settings.size)
     driving = (np.full((8, 8, 3), i % 256, np.uint8) for i in range(length))  # tiny: the landmarker makes the motion
 
@@ -150,3 +150,31 @@ def test_memory_stays_flat_in_video_length(tmp_path):
     frame_bytes = 256 * 256 * 3
     # holding the extra 300 output frames would add ~59 MB; allow a few frames' worth of noise
     assert long - short < 4 * frame_bytes and long < 1.1 * short, (short, long)
+
+
+def test_a_scene_cut_restarts_relative_motion_from_the_new_shot():
+    """Shot 1: a face drifting right; a cut to another face elsewhere, larger, drifting down.
+    Rebased, the first pose after the cut is the source's own and later poses follow shot 2's
+    motion; without rebasing the pose jumps by the difference between the two faces."""
+    rng = np.random.default_rng(7)
+    base = face_like(rng, centre=(0, 0), radius=1)  # one face shape, placed three ways
+    source, first, second = 0.5 + 0.2 * base, (100, 100) + 40 * base, (300, 200) + 70 * base
+    with LandmarkTrack(POINTS) as track:
+        for t in range(5):
+            track.append(first + (2.0 * t, 0))
+        track.cuts.append(5)
+        for t in range(5):
+            track.append(second + (0, 3.0 * t))
+
+        def rebase(points):
+            return RelativeMotion(source, points)
+
+        motion = RelativeMotion(source, track.get(0))
+        plain = np.stack(list(source_poses(track, motion)))
+        rebased = np.stack(list(source_poses(track, motion, rebase=rebase)))
+    assert np.allclose(rebased[:5], plain[:5])
+    assert np.abs(rebased[5] - source).max() < 1e-9  # the new reference: the source's own pose
+    assert np.abs(plain[5] - source).max() > 0.05  # unrebased: a jump
+    shift = rebased[9].mean(0) - rebased[5].mean(0)
+    # shot 2 moves down 12 px of a 70 px face: the 0.2-wide source face moves 12 / 70 x 0.2 down
+    assert shift == pytest.approx((0, 12 / 70 * 0.2), abs=1e-6)

@@ -16,6 +16,7 @@ The driving video is decoded once: rendering needs its landmarks only, not its p
 """
 from __future__ import annotations
 
+import collections
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from talkingface.animate.faces import FaceTracker, TrackerSettings
+from talkingface.animate.fullres import FullResComposer, FullResSettings, RenderedCrop
 from talkingface.animate.motion import Motion, find_best_frame
 from talkingface.animate.pasteback import PasteBack
 from talkingface.config import Config
@@ -50,11 +52,25 @@ class AnimateSettings:
     relative: bool = True  # relative motion; False: absolute
     find_best_frame: bool = False  # reference = the driving frame most like the source (else the first with a face)
     crop_only: bool = False  # output the generated crops, no paste-back
+    render: str = "full"  # full: the model's motion on the photo's own pixels (animate.fullres); model: its output upsampled
     batch_size: int = 8  # driving frames per forward pass
     feather: float = 0.1  # paste-back blend band, fraction of the crop side
     smooth: bool = True  # temporal smoothing of the driving landmarks
     source_scan_frames: int = 150  # a source video: look for a near-frontal frame among this many
     tracker: TrackerSettings = TrackerSettings()
+    fullres: FullResSettings = FullResSettings()
+
+    def __post_init__(self):
+        if self.render not in RENDER_MODES:
+            raise ValueError(f"render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
+
+    @property
+    def needs_motion(self) -> bool:
+        """Whether rendering needs the model's deformation and occlusion besides its image."""
+        return self.render == "full" and not self.crop_only
+
+
+RENDER_MODES = ("full", "model")
 
 
 def settings_for_model(cfg: Config, **options) -> AnimateSettings:
@@ -199,6 +215,7 @@ class LandmarkTrack:
         self.count = 0
         self.missing = 0
         self.first_good: int | None = None
+        self.cuts: list[int] = []  # frames that start a new shot (scene cuts), ascending
 
     def append(self, points: np.ndarray | None) -> None:
         if points is None:
@@ -255,9 +272,12 @@ Landmarker = Callable[[np.ndarray], "np.ndarray | None"]  # RGB frame -> N x 2 f
 
 
 def track_landmarks(frames: Iterable[np.ndarray], landmarker: Landmarker, settings: AnimateSettings,
-                    on_frame: Callable[[], None] | None = None, num_points: int = NUM_POINTS) -> LandmarkTrack:
+                    on_frame: Callable[[], None] | None = None, num_points: int = NUM_POINTS,
+                    is_cut: Callable[[np.ndarray], bool] | None = None) -> LandmarkTrack:
     """Landmarks of every frame into a LandmarkTrack (in frame order), smoothed over time
-    unless settings.smooth is off. The caller closes the track."""
+    unless settings.smooth is off. `is_cut` (e.g. SceneCutDetector.push) says whether a frame
+    starts a new shot: those frames are recorded in `track.cuts`, and smoothing never spans
+    a cut. The caller closes the track."""
     track = LandmarkTrack(num_points)
     smoother = TemporalBilateralSmoother(BilateralSettings()) if settings.smooth else None
     unit: float | None = None  # smoothing unit: the first face's crop side (as preprocessing), any resolution
@@ -268,6 +288,10 @@ def track_landmarks(frames: Iterable[np.ndarray], landmarker: Landmarker, settin
 
     try:
         for index, frame in enumerate(frames):
+            if is_cut is not None and is_cut(frame):
+                track.cuts.append(index)
+                if smoother is not None:
+                    store(smoother.flush())  # the shot before the cut ends here
             points = landmarker(frame)
             if points is None:
                 if smoother is not None:
@@ -299,10 +323,25 @@ def reference_frame(track: LandmarkTrack, source_points: np.ndarray, best: bool)
     return track.first_good if found is None else found[0]
 
 
-def source_poses(track: LandmarkTrack, motion: Motion) -> Iterator[np.ndarray]:
-    """The source crop's landmarks (N x 2, 0..1) for every driving frame, missing faces held."""
-    for driving in track.held():
-        yield motion(driving)
+def source_poses(track: LandmarkTrack, motion: Motion,
+                 rebase: Callable[[np.ndarray], Motion] | None = None) -> Iterator[np.ndarray]:
+    """The source crop's landmarks (N x 2, 0..1) for every driving frame, missing faces held.
+
+    With `rebase` (driving landmarks -> a Motion measured from them), the first frame with a
+    face after each scene cut becomes the new reference: relative motion restarts from the
+    source's own pose instead of jumping by the difference between two shots."""
+    cuts = set(track.cuts) if rebase is not None else set()
+    pending_cut = False
+    last = track.get(track.first_good) if track.first_good is not None else None
+    for index, points in track:
+        pending_cut = pending_cut or (index in cuts and index > (track.first_good or 0))
+        if points is not None:
+            if pending_cut:
+                motion, pending_cut = rebase(points), False
+            last = points
+        if last is None:
+            raise ValueError("no frame has landmarks")
+        yield motion(last)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -364,9 +403,19 @@ class CropRenderer:
 
     def __call__(self, poses: np.ndarray) -> np.ndarray:
         """B x N x 2 -> B x S x S x 3 uint8 (the model's 0..1 output convention)."""
-        from talkingface.recipes.infer import to_uint8
+        from talkingface.inference.engine import to_uint8
 
         return to_uint8(self.engine.render(self.inputs(poses), self.features))
+
+    def with_motion(self, poses: np.ndarray) -> list[RenderedCrop]:
+        """B x N x 2 -> B rendered crops carrying the warp's deformation and occlusion map."""
+        from talkingface.inference.engine import to_uint8
+
+        prediction, deformation, occlusion = self.engine.render_with_motion(self.inputs(poses), self.features)
+        crops = to_uint8(prediction)  # B x S x S x 3
+        deformation = deformation.cpu().numpy()  # B x h x w x 2
+        occlusion = occlusion[:, 0].cpu().numpy()  # B x S x S
+        return [RenderedCrop(c, p, d, o) for c, p, d, o in zip(crops, poses, deformation, occlusion)]
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -381,18 +430,45 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield group
 
 
-def render_crops(render: Callable[[np.ndarray], np.ndarray], poses: Iterable[np.ndarray],
-                 batch_size: int) -> Iterator[np.ndarray]:
-    """Crops (S x S x 3 uint8) for a stream of poses, rendered `batch_size` at a time."""
+def render_crops(render: Callable[[np.ndarray], "np.ndarray | list[RenderedCrop]"], poses: Iterable[np.ndarray],
+                 batch_size: int) -> Iterator[RenderedCrop]:
+    """Rendered crops for a stream of poses, `batch_size` at a time. `render` maps B x N x 2
+    poses to B crops (B x S x S x 3 uint8), or to RenderedCrops that carry the model's
+    motion as well (`CropRenderer.with_motion`, for full-resolution rendering)."""
     for group in batched(poses, batch_size):
-        yield from render(np.stack(group))
+        stacked = np.stack(group)
+        rendered = render(stacked)
+        if isinstance(rendered, np.ndarray):
+            rendered = [RenderedCrop(crop, pose) for crop, pose in zip(rendered, stacked)]
+        yield from rendered
 
 
-def output_frames(crops: Iterable[np.ndarray], source: SourceFace, settings: AnimateSettings) -> Iterator[np.ndarray]:
-    """The crops as they are (--crop-only), or pasted back into the source frame."""
+def map_crops(items: Iterable[RenderedCrop], transform: Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]
+              ) -> Iterator[RenderedCrop]:
+    """Pass the crops through a stream transform (one crop out per crop in, in order, possibly
+    reading ahead, e.g. temporal super-resolution), keeping each crop's pose and motion."""
+    pending: collections.deque[RenderedCrop] = collections.deque()
+
+    def crops() -> Iterator[np.ndarray]:
+        for item in items:
+            pending.append(item)
+            yield item.crop
+
+    for crop in transform(crops()):
+        item = pending.popleft()
+        yield RenderedCrop(crop, item.pose, item.deformation, item.occlusion)
+
+
+def output_frames(items: Iterable[RenderedCrop], source: SourceFace, settings: AnimateSettings
+                  ) -> Iterator[np.ndarray]:
+    """The crops as they are (--crop-only), or output frames at the source's resolution:
+    full-resolution composition (render "full") or the crop upsampled and pasted back ("model")."""
     if settings.crop_only:
-        yield from crops
+        yield from (item.crop for item in items)
         return
-    paste = PasteBack(source.frame, source.box, settings.feather)
-    for crop in crops:
-        yield paste(crop)
+    if settings.render == "model":
+        paste = PasteBack(source.frame, source.box, settings.feather)
+        yield from (paste(item.crop) for item in items)
+        return
+    compose = FullResComposer(source.frame, source.box, source.points, settings.fullres)
+    yield from (compose(item) for item in items)

@@ -91,8 +91,9 @@ def check_image(path: str | None, what: str) -> Path:
 
 
 def check_video(path: str | None, what: str, max_seconds: float) -> Path:
-    """An uploaded video that decodes and is at most `max_seconds` long."""
-    from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video
+    """An uploaded video that decodes and is at most `max_seconds` long (damaged packets are
+    skipped when it is read; a video of which no frame decodes is refused now)."""
+    from talkingface.utils.video import VIDEO_EXTENSIONS, first_video_frame, iter_frames, probe_video
 
     if not path:
         raise DataError(f"upload the {what}")
@@ -100,6 +101,8 @@ def check_video(path: str | None, what: str, max_seconds: float) -> Path:
     if video.suffix.lower() not in VIDEO_EXTENSIONS:
         raise DataError(f"the {what} must be a video ({', '.join(sorted(VIDEO_EXTENSIONS))})", video)
     info = probe_video(video)  # a DataError for files that are not videos, whatever their name
+    if first_video_frame(video) is None:
+        raise DataError("no video frame could be decoded (damaged file?)", video)
     fps = info.fps if info.fps > 0 else 25.0
     if info.num_frames > 0:
         seconds = info.num_frames / fps

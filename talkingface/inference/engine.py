@@ -164,21 +164,28 @@ class EngineOptions:
 
 class RenderGraph(nn.Module):
     """The per-frame part of the generator with plain tensors in and out: what
-    torch.compile sees, and what the ONNX export writes (talkingface.inference.onnx)."""
+    torch.compile sees, and what the ONNX export writes (talkingface.inference.onnx).
+    With `motion`, it also returns the warp's deformation and occlusion map (what
+    full-resolution rendering needs: talkingface.animate.fullres)."""
 
-    def __init__(self, generator: nn.Module):
+    def __init__(self, generator: nn.Module, motion: bool = False):
         super().__init__()
         self.generator = generator
+        self.motion = motion
 
     def forward(self, features: list[torch.Tensor], source: torch.Tensor, source_line: torch.Tensor,
                 driving_line: torch.Tensor, driving_subset: torch.Tensor, mouth_mask: torch.Tensor,
-                identity: torch.Tensor) -> torch.Tensor:
+                identity: torch.Tensor):
         # features: the source pyramid, coarse to fine, B x C_s x h_s x w_s; source, lines: B x 3 x H x W;
         # driving_subset: B x 58 x 2; mouth_mask: B x 1 x H x W; identity: B x D -> B x 3 x H x W
+        # (with motion, also the deformation B x h x w x 2 and the occlusion map B x 1 x H x W)
         x = GeneratorInputs(source=source, source_line=source_line, driving_line=driving_line,
                             driving_subset=driving_subset, mouth_mask=mouth_mask, identity=identity)
         warp_out = self.generator.forward_warp(x)
-        return self.generator.forward_refine(x, warp_out, source_features=features)
+        prediction = self.generator.forward_refine(x, warp_out, source_features=features)
+        if not self.motion:
+            return prediction
+        return prediction, warp_out["deformation"], warp_out["occlusion_map"]
 
 
 _INPUT_NAMES = ("source", "source_line", "driving_line", "driving_subset", "mouth_mask", "identity")
@@ -193,6 +200,7 @@ class InferenceEngine:
         self.options = options
         self.device = torch.device(options.device)
         self._render: Callable[..., torch.Tensor] = RenderGraph(model)
+        self._render_motion = RenderGraph(model, motion=True)  # never compiled: full-resolution rendering only
         self._compiled_batch: int | None = None
         self._repeat_cache: tuple[list[torch.Tensor], int, list[torch.Tensor]] | None = None
         if options.compile:
@@ -240,6 +248,17 @@ class InferenceEngine:
         """Predictions (B x 3 x H x W, float32, -1..1) for a batch of driving frames.
 
         `source_features` come from `encode_source`: batch B, or 1 to share one source."""
+        return self._run(self._render, inputs, source_features)
+
+    @torch.inference_mode()
+    def render_with_motion(self, inputs: GeneratorInputs, source_features: list[torch.Tensor]
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(predictions B x 3 x H x W, deformations B x h x w x 2, occlusion maps B x 1 x H x W),
+        all float32: `render` plus the warp's outputs."""
+        prediction, deformation, occlusion = self._run(self._render_motion, inputs, source_features)
+        return prediction, deformation.float().contiguous(), occlusion.float().contiguous()
+
+    def _run(self, graph, inputs: GeneratorInputs, source_features: list[torch.Tensor]):
         batch = inputs.source.shape[0]
         tensors = [self._layout(getattr(inputs, name)) for name in _INPUT_NAMES]
         pad = self._compiled_pad(batch)
@@ -252,11 +271,15 @@ class InferenceEngine:
             features = [torch.cat([f, f[-1:].expand(pad, *f.shape[1:])]) for f in source_features]
         else:
             features = source_features
-        if self.options.compile and self.device.type == "cuda":
+        compiled = graph is self._render and self.options.compile
+        if compiled and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
-        prediction = self._render(features, *tensors)[:batch]
+        out = graph(features, *tensors)
+        if isinstance(out, tuple):
+            return tuple(t[:batch] for t in out)
+        prediction = out[:batch]
         # A CUDA graph's output buffer is overwritten by its next replay: copy it out.
-        if self.options.compile and self.device.type == "cuda":
+        if compiled and self.device.type == "cuda":
             prediction = prediction.clone()
         return prediction.contiguous()
 

@@ -41,6 +41,10 @@ class FaceMeshTracker:
             return None
         return np.array([(p.x, p.y) for p in marks], dtype=np.float32)
 
+    def reset(self) -> None:
+        """Forget the track (a new shot): the next image is searched from scratch."""
+        self._mesh.reset()
+
     def close(self) -> None:
         self._mesh.close()
 

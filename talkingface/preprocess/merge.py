@@ -3,8 +3,9 @@
 Identities are renumbered 0..n-1 in input order (then by k within an input). Frame
 names stay as they are unless a name is already taken, in which case the frame (its
 image, landmarks and theta) gets a `_m<k>` suffix, so the merged map has unique names.
-An input video already merged from an earlier dataset (same source_video in its
-meta.json) is skipped. Files are hard-linked when possible (no extra disk space), else
+An identity already merged from an earlier dataset (same source_video and, for inputs
+split at scene cuts into several identities, the same input_identity in its meta.json)
+is skipped. Files are hard-linked when possible (no extra disk space), else
 copied; the merged folder appears only when complete.
 """
 from __future__ import annotations
@@ -94,7 +95,7 @@ def merge_datasets(inputs: list[Path], out: Path, force: bool = False, link: boo
 
     result = MergeResult(out=out)
     mapping: dict[str, int] = {}
-    seen_sources: dict[str, str] = {}
+    seen_sources: dict[tuple[str, int], str] = {}
     rows = []
     with atomic_dir(out) as tmp:
         for root in inputs:
@@ -102,8 +103,11 @@ def merge_datasets(inputs: list[Path], out: Path, force: bool = False, link: boo
             for k, folder in folders:
                 meta = _read_json(folder / "meta.json")
                 source = meta.get("source_video") if meta else None
-                if source is not None and source in seen_sources:
-                    result.duplicates.append(f"{root}/{k}: {source} (already merged from {seen_sources[source]})")
+                # one input may give several identities (scene cuts): tell them apart
+                key = None if source is None else (source, meta.get("input_identity", 0))
+                if key is not None and key in seen_sources:
+                    part = f" (identity {key[1]} of that input)" if meta.get("input_identities", 1) > 1 else ""
+                    result.duplicates.append(f"{root}/{k}: {source}{part} (already merged from {seen_sources[key]})")
                     continue
                 new_k = result.identities
                 for suffix in SOURCE_SUFFIXES:
@@ -136,9 +140,10 @@ def merge_datasets(inputs: list[Path], out: Path, force: bool = False, link: boo
                     _transfer(preview, target / "preview.mp4", link)
                 new_meta = dict(meta or {})
                 new_meta.update(identity=new_k, merged_from={"dataset": str(root.resolve()), "identity": k})
+                new_meta.pop("identities_of_input", None)  # numbers of the old dataset
                 (target / "meta.json").write_text(json.dumps(new_meta, indent=1) + "\n")
-                if source is not None:
-                    seen_sources[source] = f"{root}/{k}"
+                if key is not None:
+                    seen_sources[key] = f"{root}/{k}"
                 rows.append({"identity": new_k, "source_video": source, "frames": len(images),
                              "dropped": ((meta or {}).get("dropped") or {}).get("count"),
                              "fps": (meta or {}).get("fps")})

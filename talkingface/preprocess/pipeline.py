@@ -1,11 +1,16 @@
-"""One input (video or image folder) -> one staged identity of the official layout.
+"""One input (video or image folder) -> staged identities of the official layout.
 
-Per frame: crop the face (a static box from the first good frame, or a smoothed
-moving box), run Face Mesh on the crop (478 points), score the crop with the face
-detector, smooth the points over time (a centred bilateral filter with two frames of
-look-ahead), compute theta, and stream the crop, landmarks and theta to disk. Frames
-without a face are dropped and listed. The source portrait is the first near-frontal
-frame (or --source-frame); its dlib embedding is the identity.
+Per frame: check for a scene cut (scenes.py), crop the face (a static box from the
+shot's first good frame, or a smoothed moving box), run Face Mesh on the crop (478
+points), score the crop with the face detector, smooth the points over time (a centred
+bilateral filter with two frames of look-ahead), compute theta, and stream the crop,
+landmarks and theta to disk. Frames without a face are dropped and listed.
+
+A cut starts a new segment: the face is searched for afresh and nothing (box, Face
+Mesh track, smoothing) carries over. At the end, segments of the same person are
+grouped by dlib descriptor (segments.py) and each group becomes one identity. The
+source portrait is the identity's first near-frontal frame (or --source-frame); its
+dlib embedding is the identity. A video without cuts gives one identity, as before.
 
 `process_input` writes into a staging folder and returns a picklable result; the
 dataset store (store.py) moves it into the dataset. It runs in worker processes, so
@@ -17,7 +22,7 @@ import collections
 import concurrent.futures
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,11 +34,15 @@ from talkingface.preprocess.detect import (CropBox, FaceDetector, box_around_poi
                                            detection_region)
 from talkingface.preprocess.identity import IDENTITY_DIM, identity_embedding
 from talkingface.preprocess.landmarks import (BilateralSettings, FaceMeshTracker, OneEuroFilter, OneEuroSettings,
-                                              TemporalBilateralSmoother, frontal_error, is_near_frontal)
+                                              TemporalBilateralSmoother)
+from talkingface.preprocess.scenes import SceneCutDetector, SceneCutSettings
+from talkingface.preprocess.segments import (Portrait, Segment, gather_frames, group_segments, keep_segments,
+                                             pick_source, shot_rows)
 from talkingface.preprocess.sources import InputItem, open_stream
 
 SCHEME = "mediapipe478"
-FRAMES_DIR = "frames"  # inside a staging folder; becomes the dataset's {k}/ folder
+FRAMES_DIR = "frames"  # inside a staged identity folder; becomes the dataset's {k}/ folder
+SEGMENTS_DIR = "segments"  # inside a staging folder: one folder of frames per shot while streaming
 SOURCE_FILES = ("src.png", "src_ldmk.npy", "src_theta.npy", "src_id.npy")
 PREVIEW_FILE = "preview.mp4"
 
@@ -63,13 +72,32 @@ class VideoSettings:
     max_frames: int | None = None  # stop after this many decoded frames (tests, benchmarks)
     preview: bool = False  # also write {k}/preview.mp4 (landmarks and line image over the crops)
     png_compression: int = 1  # zlib level 0-9; 1 is ~4x faster than the default with files ~15% larger
+    scene_split: bool = True  # split the input at scene cuts and group the shots by person (else one identity)
+    scenes: SceneCutSettings = SceneCutSettings()  # the cut detector's thresholds (scenes.py)
+    # In an input with cuts, a shot is kept only with at least this many frames with a face (0.3 s at
+    # 25 fps); shorter ones are mostly transitions or inserts, and their frames are dropped and listed.
+    min_shot_faces: int = 8
+    # Shots whose unit-length dlib descriptors are closer than this (Euclidean, average over the
+    # groups' members) are one person. dlib's documented "same person" cut is 0.6 on its raw
+    # descriptors, whose length is ~1.4, i.e. ~0.43 on unit-length ones; 0.4 is a little stricter,
+    # since joining two people in one identity harms training more than splitting one person in two.
+    # Measured on tests/data/faces: three photos of one man 0.23-0.31 apart, different people 0.58-0.63.
+    same_person_distance: float = 0.4
+
+
+@dataclass
+class StagedIdentity:
+    folder: Path  # holds SOURCE_FILES and FRAMES_DIR
+    meta: dict
+    frames_kept: int
 
 
 @dataclass
 class VideoResult:
     item: InputItem
-    staged: Path | None = None  # staging folder holding SOURCE_FILES and FRAMES_DIR
-    meta: dict = field(default_factory=dict)
+    staged: Path | None = None  # the input's staging folder
+    identities: list[StagedIdentity] = field(default_factory=list)  # one per person, in order of appearance
+    cuts: list[int] = field(default_factory=list)  # frames that start a new shot
     frames_decoded: int = 0
     frames_kept: int = 0
     dropped: list[tuple[int, str]] = field(default_factory=list)
@@ -123,15 +151,6 @@ class FrameWriter:
             self._pool.shutdown(wait=True)
 
 
-@dataclass
-class _Source:
-    index: int
-    image: np.ndarray
-    points: np.ndarray
-    theta: np.ndarray
-    frontal_error: float
-
-
 class _BoxTracker:
     """Where to crop each frame: finds the face on the whole frame until one is found,
     then keeps a static box, or follows the face with a smoothed box."""
@@ -173,6 +192,12 @@ class _BoxTracker:
     def reset_motion(self) -> None:
         self._filter.reset()
 
+    def restart(self) -> None:
+        """A new shot: search the whole frame for the face again."""
+        self.box = None
+        self.lost_frames = 0
+        self.reset_motion()
+
     def close(self) -> None:
         if self._frame_detector is not None:
             self._frame_detector.close()
@@ -203,45 +228,49 @@ def process_input(item: InputItem, settings: VideoSettings, staging: Path,
 
 
 class _Output:
-    """Receives kept frames in order (after smoothing): writes them and picks the source."""
+    """Receives kept frames in order (after smoothing): writes each shot's frames to its
+    own segment folder and tracks the shot's source candidates."""
 
-    def __init__(self, item: InputItem, settings: VideoSettings, writer: FrameWriter, result: VideoResult):
-        self.item, self.s, self.writer, self.result = item, settings, writer, result
-        self.source: _Source | None = None
-        self._source_locked = False
+    def __init__(self, item: InputItem, settings: VideoSettings, staging: Path, result: VideoResult):
+        self.item, self.s, self.staging, self.result = item, settings, staging, result
+        self.segments: list[Segment] = []
+        self._writer: FrameWriter | None = None
+
+    def start_segment(self, index: int) -> None:
+        self.end_segment(index)
+        number = len(self.segments)
+        segment = Segment(number, index, self.staging / SEGMENTS_DIR / str(number))
+        self._writer = FrameWriter(segment.folder, self.s.png_compression)
+        self.segments.append(segment)
+
+    def end_segment(self, index: int) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self.segments and self.segments[-1].end is None:
+            self.segments[-1].end = index
 
     def emit(self, index: int, crop: np.ndarray, box: CropBox, points_px: np.ndarray) -> None:
         points01 = box.to_crop(points_px)
         theta = theta_from_points(points01)
-        self.writer.write(frame_stem(self.item, index), crop, points01, theta)
+        self._writer.write(frame_stem(self.item, index), crop, points01, theta)
         self.result.frames_kept += 1
-        if self.s.source_frame is not None:
-            if index == self.s.source_frame:
-                self.source = _Source(index, crop, points01, theta, frontal_error(points01))
-        elif not self._source_locked:
-            # the first near-frontal frame, else the most frontal one
-            error = frontal_error(points01)
-            if self.source is None or error < self.source.frontal_error:
-                self.source = _Source(index, crop, points01, theta, error)
-            self._source_locked = is_near_frontal(points01)
+        self.segments[-1].offer(Portrait.of(index, crop, points01, theta), self.s.source_frame)
 
 
 def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResult,
              progress: Callable[[int], None] | None) -> None:
-    import cv2
-
     stream = open_stream(item, s.image_fps)
     fps = stream.fps if stream.fps > 0 else 25.0
     staging.mkdir(parents=True, exist_ok=True)
-    frames_dir = staging / FRAMES_DIR
-    writer = FrameWriter(frames_dir, s.png_compression)
-    output = _Output(item, s, writer, result)
+    output = _Output(item, s, staging, result)
     boxes = _BoxTracker(s, fps)
     mesh = FaceMeshTracker(static=False, min_detection_confidence=s.min_confidence,
                            min_tracking_confidence=s.min_confidence)
     crop_scorer = FaceDetector(full_range=False, min_confidence=0.1)
     smoother = TemporalBilateralSmoother(s.smoothing)
-    smoothing_scale: float | None = None  # first box side: smoothing units for the whole input
+    cut_detector = SceneCutDetector(s.scenes) if s.scene_split else None
+    smoothing_scale: float | None = None  # the shot's first box side: smoothing units for the shot
     confidences: list[float | None] = []
     frame_boxes: list[list[int] | None] = []
     pending_progress = 0
@@ -255,6 +284,7 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
             output.emit(index, crop, box, points * smoothing_scale)
 
     try:
+        output.start_segment(0)
         for index, frame in enumerate(stream.frames):
             if s.max_frames is not None and index >= s.max_frames:
                 break
@@ -264,6 +294,14 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
                 progress(pending_progress)
                 pending_progress = 0
 
+            if cut_detector is not None and cut_detector.push(frame):
+                # a new shot: finish the last one, then find the face afresh; nothing carries over
+                emit_all(smoother.flush())
+                output.start_segment(index)
+                result.cuts.append(index)
+                boxes.restart()
+                mesh.reset()
+                smoothing_scale = None
             if boxes.box is None:
                 box, score = boxes.find_face(frame)
                 if box is None:
@@ -296,7 +334,7 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
                 drop(index, f"face detector confidence {confidence:.2f} < {s.min_confidence}")
                 continue
             frame_boxes.append(out_box.as_list())
-            # smooth in frame pixels over the first box side: one unit for a whole input,
+            # smooth in frame pixels over the shot's first box side: one unit for a whole shot,
             # so the filter settings hold at any resolution and face size
             smoothing_scale = smoothing_scale or float(out_box.side)
             if s.smooth:
@@ -310,41 +348,37 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
         close_frames = getattr(stream.frames, "close", None)
         if close_frames is not None:  # a generator: release the decoder now, not at garbage collection
             close_frames()
-        writer.close()
+        output.end_segment(result.frames_decoded)
         boxes.close()
         mesh.close()
         crop_scorer.close()
 
-    source = output.source
     if result.frames_decoded == 0:
         raise DataError("no frames could be decoded", item.path)
     if result.frames_kept == 0:
         raise DataError(f"no face found in any of the {result.frames_decoded} frames", item.path)
-    if s.source_frame is not None and source is None:
+    segments = output.segments
+    kept = keep_segments(segments, s.min_shot_faces)
+    for seg in segments:
+        if seg.discarded and seg.frames_kept:  # a short shot: its frames are dropped too
+            result.dropped.extend((i, seg.discarded) for i in range(seg.start, seg.end) if frame_boxes[i] is not None)
+            result.frames_kept -= seg.frames_kept
+    result.dropped.sort(key=lambda d: d[0])
+    if not kept:
+        raise DataError(f"no shot has {s.min_shot_faces} or more frames with a face ({len(segments)} shots, scene "
+                        f"cuts at frames {', '.join(map(str, result.cuts))}; --no-scene-split keeps them as one)",
+                        item.path)
+    if s.source_frame is not None and not any(seg.chosen is not None for seg in kept):
         if s.source_frame >= result.frames_decoded:
             raise DataError(f"--source-frame {s.source_frame} is past the last frame "
                             f"({result.frames_decoded} frames)", item.path)
+        if any(seg.discarded and seg.frames_kept and seg.contains(s.source_frame) for seg in segments):
+            raise DataError(f"--source-frame {s.source_frame}: that frame is in a shot with fewer than "
+                            f"{s.min_shot_faces} frames with a face (dropped)", item.path)
         raise DataError(f"--source-frame {s.source_frame}: that frame has no usable face (dropped)", item.path)
 
-    identity = identity_embedding(source.image, source.points)
-    if not cv2.imwrite(str(staging / "src.png"), cv2.cvtColor(source.image, cv2.COLOR_RGB2BGR)):
-        raise DataError("cannot write image", staging / "src.png")
-    np.save(staging / "src_ldmk.npy", source.points.astype(np.float32))
-    np.save(staging / "src_theta.npy", source.theta.astype(np.float32))
-    np.save(staging / "src_id.npy", identity.reshape(1, IDENTITY_DIM).astype(np.float32))
-
-    if s.preview:
-        from talkingface.preprocess.preview import write_preview
-
-        write_preview(frames_dir, frames_dir / PREVIEW_FILE, fps)
-
-    crop_info: dict = {"mode": "static" if s.static_box else "moving", "expand": s.crop_expand,
-                       "offset_y": s.crop_offset_y, "box_format": "[x0, y0, side] in source-frame pixels"}
-    if s.static_box:
-        crop_info["box"] = next(b for b in frame_boxes if b is not None)
-    else:
-        crop_info["boxes"] = frame_boxes
-    result.meta = {
+    labels = group_segments(kept, s.same_person_distance, identity_embedding)
+    head = {
         "scheme": SCHEME,
         "resolution": s.size,
         "identity_dim": IDENTITY_DIM,
@@ -356,21 +390,77 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
         "frame_size": [stream.width, stream.height],
         "rotation": stream.rotation,
         "frames_decoded": result.frames_decoded,
-        "frames_kept": result.frames_kept,
-        "frame_name_prefix": item.token + "_",
+    }
+    tail = {
+        "input_identities": max(labels) + 1,
+        "scene_cuts": list(result.cuts),
+        "scene_split": ({"enabled": True, "detector": asdict(s.scenes), "min_shot_faces": s.min_shot_faces,
+                         "same_person_distance": s.same_person_distance} if s.scene_split else {"enabled": False}),
+        "shots": shot_rows(segments),
+    }
+    for j in range(max(labels) + 1):
+        group = [seg for seg in kept if seg.identity == j]
+        result.identities.append(_stage_identity(staging / f"identity_{j}", group, s, head, tail, confidences,
+                                                 frame_boxes, result, fps))
+    shutil.rmtree(staging / SEGMENTS_DIR, ignore_errors=True)
+    result.staged = staging
+
+
+def _stage_identity(folder: Path, group: list[Segment], s: VideoSettings, head: dict, tail: dict,
+                    confidences: list, frame_boxes: list, result: VideoResult, fps: float) -> StagedIdentity:
+    """Gather one person's shots into `folder` (FRAMES_DIR plus the source files) and build its meta."""
+    import cv2
+
+    frames_dir = folder / FRAMES_DIR
+    gather_frames(group, frames_dir)
+    source = pick_source(group)
+    identity = next((seg.descriptor for seg in group if seg.best is source and seg.descriptor is not None), None)
+    if identity is None:
+        identity = identity_embedding(source.image, source.points)
+    if not cv2.imwrite(str(folder / "src.png"), cv2.cvtColor(source.image, cv2.COLOR_RGB2BGR)):
+        raise DataError("cannot write image", folder / "src.png")
+    np.save(folder / "src_ldmk.npy", source.points.astype(np.float32))
+    np.save(folder / "src_theta.npy", source.theta.astype(np.float32))
+    np.save(folder / "src_id.npy", identity.reshape(1, IDENTITY_DIM).astype(np.float32))
+
+    if s.preview:
+        from talkingface.preprocess.preview import write_preview
+
+        write_preview(frames_dir, frames_dir / PREVIEW_FILE, fps)
+
+    mine = np.zeros(len(frame_boxes), dtype=bool)  # frames of this identity's shots
+    for seg in group:
+        mine[seg.start:seg.end] = True
+    boxes = [b if mine[i] else None for i, b in enumerate(frame_boxes)]
+    crop_info: dict = {"mode": "static" if s.static_box else "moving", "expand": s.crop_expand,
+                       "offset_y": s.crop_offset_y, "box_format": "[x0, y0, side] in source-frame pixels"}
+    if s.static_box:
+        crop_info["box"] = next(b for b in boxes if b is not None)
+    else:
+        crop_info["boxes"] = boxes
+    dropped = [(i, r) for i, r in result.dropped if mine[i]]
+    frames_kept = sum(seg.frames_kept for seg in group)
+    meta = {
+        **head,
+        "frames_kept": frames_kept,
+        "frame_name_prefix": result.item.token + "_",
         "source_frame": source.index,
-        "source_frame_name": frame_stem(item, source.index) + ".png",
+        "source_frame_name": frame_stem(result.item, source.index) + ".png",
         "crop": crop_info,
         "confidence": _round_list(confidences),
-        "dropped": {"count": len(result.dropped),
-                    "frames": [{"frame": i, "reason": r} for i, r in result.dropped]},
+        "dropped": {"count": len(dropped), "frames": [{"frame": i, "reason": r} for i, r in dropped]},
         "smoothing": (None if not s.smooth else
                       {"filter": "temporal bilateral (centred)", "radius_frames": s.smoothing.radius,
                        "sigma_time_frames": s.smoothing.sigma_time,
                        "sigma_range_crop_widths": s.smoothing.sigma_range}),
         "theta": "affine_grid theta (align_corners=False): aligned output -> crop, ArcFace 5-point template",
+        "input_identity": group[0].identity,
+        "segments": [{"start": seg.start, "end": seg.end, "frames_kept": seg.frames_kept,
+                      **({"box": next(b for b in boxes[seg.start:seg.end] if b is not None)} if s.static_box else {})}
+                     for seg in group],
+        **tail,
     }
-    result.staged = staging
+    return StagedIdentity(folder, meta, frames_kept)
 
 
 def _size_of(path: Path) -> int:

@@ -122,16 +122,17 @@ class FrameStream:
 
 def display_rotation(path: Path) -> int:
     """The video's display rotation (degrees counter-clockwise, a multiple of 90), from
-    the first frame's display matrix. Phones store portrait video sideways plus this."""
-    import av
+    the first frame's display matrix. Phones store portrait video sideways plus this.
+    The first frame that decodes counts (damaged packets before it are skipped)."""
+    from talkingface.utils.video import first_video_frame
 
     try:
-        with av.open(str(path)) as container:
-            for frame in container.decode(container.streams.video[0]):
-                return int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360
-    except (av.error.FFmpegError, OSError, IndexError, StopIteration):
+        frame = first_video_frame(path)
+    except DataError:
         return 0  # the real decode reports the problem with the file's name
-    return 0
+    if frame is None:
+        return 0
+    return int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360
 
 
 def _rotated(frames: Iterator[np.ndarray], quarter_turns: int) -> Iterator[np.ndarray]:

@@ -2,16 +2,20 @@
 
 Layout: the official one (reference section 1) plus
     ROOT/meta.json       scheme, resolution, identity size, identities, failed inputs
-    ROOT/{k}/meta.json   per input: source video, fps, crop boxes, per-frame
+    ROOT/{k}/meta.json   per identity: source video, its shots, fps, crop boxes, per-frame
                          confidence, dropped frames (written last: it marks k as done)
 
 Each input is processed into ROOT/.staging/<token>.partial and then moved in with
-renames. The {k} folder moves first carrying an `.incomplete` marker, then the source
-files, then meta.json is written and the marker removed; a run killed at any point
-leaves a marked folder that the next run deletes. The frame -> identity map and
-ROOT/meta.json are rebuilt at the end of each run from the per-identity files (until
-then the reader still finds new frames through their folder index). A lock file keeps
-two runs from writing the same ROOT at once.
+renames; an input with scene cuts may give several identities k, k+1, ... For each,
+the {k} folder moves first carrying an `.incomplete` marker, then the source files,
+then meta.json is written and the marker removed. Each meta.json names its input and
+how many identities the input gave (`input_identity` of `input_identities`), so the
+next run can tell whether an input is all there: a marked folder, or an input with
+fewer complete identities than it gave (killed between two of them), is deleted and
+the input redone. An input is thus either wholly in ROOT or not at all. The frame ->
+identity map and ROOT/meta.json are rebuilt at the end of each run from the
+per-identity files (until then the reader still finds new frames through their folder
+index). A lock file keeps two runs from writing the same ROOT at once.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ class DatasetStore:
     root: Path
     resolution: int
     identity_dim: int
-    done: dict[str, int] = field(default_factory=dict)  # input key -> k
+    done: dict[str, list[int]] = field(default_factory=dict)  # input key -> its identities k
     failed: dict[str, str] = field(default_factory=dict)  # input key -> error
     committed: int = 0
     _created: bool = False
@@ -151,17 +155,30 @@ class DatasetStore:
         self.failed = {f["source"]: f["error"] for f in meta.get("failed", []) if isinstance(f, dict)
                        and "source" in f and "error" in f}
 
+    def _delete_identity(self, k: int) -> None:
+        shutil.rmtree(self.root / str(k))
+        for name in SOURCE_FILES:
+            (self.root / _source_name(name, k)).unlink(missing_ok=True)
+
     def _scan(self) -> None:
+        parts: dict[str, list[tuple[int, int, int]]] = {}  # input -> (k, input_identity, input_identities)
         for k, folder in identity_folders(self.root):
             if (folder / INCOMPLETE_MARKER).exists():  # interrupted commit
-                shutil.rmtree(folder)
-                for name in SOURCE_FILES:
-                    (self.root / _source_name(name, k)).unlink(missing_ok=True)
+                self._delete_identity(k)
                 continue
             meta = read_json(folder / META_FILE)
             if meta is not None and "source_video" in meta:
-                self.done[meta["source_video"]] = k
-            self._next_k = max(self._next_k, k + 1)
+                # datasets written before scene splitting have one identity per input
+                parts.setdefault(meta["source_video"], []).append(
+                    (k, meta.get("input_identity", 0), meta.get("input_identities", 1)))
+        for source, rows in parts.items():
+            count = rows[0][2]
+            if sorted(j for _, j, _ in rows) == list(range(count)) and all(n == count for _, _, n in rows):
+                self.done[source] = [k for k, _, _ in rows]
+            else:  # a run was killed between two identities of this input: redo the input
+                for k, _, _ in rows:
+                    self._delete_identity(k)
+        self._next_k = max((k + 1 for k, _ in identity_folders(self.root)), default=0)
 
     # ------------------------------------------------------------------ per input
     def is_done(self, item: InputItem) -> bool:
@@ -173,26 +190,26 @@ class DatasetStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def commit(self, result: VideoResult) -> int:
-        """Move a finished input into the dataset as the next identity; returns its k."""
-        if not result.ok or result.staged is None:
+    def commit(self, result: VideoResult) -> list[int]:
+        """Move a finished input into the dataset as the next identities; returns their k."""
+        if not result.ok or result.staged is None or not result.identities:
             raise ValueError("commit needs a successful result")
-        staged = result.staged
-        k = self._next_k
-        frames = staged / FRAMES_DIR
-        (frames / INCOMPLETE_MARKER).touch()
-        target = self.root / str(k)
-        os.replace(frames, target)
-        for name in SOURCE_FILES:
-            os.replace(staged / name, self.root / _source_name(name, k))
-        write_json(target / META_FILE, {"identity": k, **result.meta})
-        (target / INCOMPLETE_MARKER).unlink()
-        shutil.rmtree(staged, ignore_errors=True)
-        self._next_k = k + 1
-        self.done[result.item.key] = k
+        ks = list(range(self._next_k, self._next_k + len(result.identities)))
+        for k, staged in zip(ks, result.identities):
+            frames = staged.folder / FRAMES_DIR
+            (frames / INCOMPLETE_MARKER).touch()
+            target = self.root / str(k)
+            os.replace(frames, target)
+            for name in SOURCE_FILES:
+                os.replace(staged.folder / name, self.root / _source_name(name, k))
+            write_json(target / META_FILE, {"identity": k, **staged.meta, "identities_of_input": ks})
+            (target / INCOMPLETE_MARKER).unlink()
+            self._next_k = k + 1
+        shutil.rmtree(result.staged, ignore_errors=True)
+        self.done[result.item.key] = ks
         self.failed.pop(result.item.key, None)
         self.committed += 1
-        return k
+        return ks
 
     def record_failure(self, item: InputItem, error: str) -> None:
         self.failed[item.key] = error

@@ -23,6 +23,7 @@ from talkingface.errors import CheckpointError, ConfigError, DataError
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "bundled_64.pth.tar"
 OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 and AAC
+RENDER_MODES = ("full", "model")  # as talkingface.animate.pipeline.RENDER_MODES (kept import-light here)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class AnimateOptions:
     relative: bool = True  # relative motion; False: absolute
     find_best_frame: bool = False
     crop_only: bool = False  # the generated crops at the model's size, no paste-back
+    render: str = "full"  # full: the model's motion applied to the photo's own pixels; model: its output upsampled
     batch_size: int = 8
     personalize: int = 0  # steps of personalisation on a source video first (0: none)
     enhance: bool = False  # temporal super-resolution of the crops (needs sr_ckpt)
@@ -59,6 +61,7 @@ class AnimateResult:
     audio: bool  # the driving video's audio was muxed in
     frames_without_face: int  # driving frames that held the last good pose
     reference_frame: int  # the driving frame relative motion is measured from
+    scene_cuts: list[int]  # driving frames that start a new shot (relative motion restarts there)
     source_frame: int  # the frame used from a source video (0 for a photo)
     several_faces: bool  # in the source or the driving video; the largest was used
     personalized_steps: int
@@ -80,6 +83,8 @@ def _check_options(opts: AnimateOptions) -> tuple[Path, Path, Path]:
         raise ConfigError(f"--personalize takes a number of steps >= 0, got {opts.personalize}")
     if opts.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, got {opts.precision!r}")
+    if opts.render not in RENDER_MODES:
+        raise ConfigError(f"--render must be one of {', '.join(RENDER_MODES)}, got {opts.render!r}")
     if not 0 <= opts.feather < 0.5:
         raise ConfigError(f"feather must be in [0, 0.5), got {opts.feather}")
     if opts.enhance and not opts.sr_ckpt:
@@ -164,13 +169,15 @@ def _track_driving(path: Path, settings, progress: bool):
     """(landmark track, fps, several faces seen) of the driving video; the caller closes the track."""
     from talkingface.animate.faces import FaceTracker
     from talkingface.animate.pipeline import close_frames, open_video, track_landmarks
+    from talkingface.preprocess.scenes import SceneCutDetector
 
     driving = open_video(path)
     try:
         with FaceTracker(settings.tracker, label=f"{path} (driving)") as tracker, \
                 tqdm(total=driving.num_frames or None, unit="frame", desc="track", dynamic_ncols=True,
                      disable=not progress) as bar:
-            track = track_landmarks(driving.frames, tracker.process, settings, on_frame=lambda: bar.update(1))
+            track = track_landmarks(driving.frames, tracker.process, settings, on_frame=lambda: bar.update(1),
+                                    is_cut=SceneCutDetector().push)
             several = tracker.several_faces > 0
     finally:
         close_frames(driving)
@@ -185,25 +192,27 @@ def _track_driving(path: Path, settings, progress: bool):
 def run_animate(opts: AnimateOptions) -> AnimateResult:
     from talkingface.animate.motion import motion_transfer
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
-                                              output_frames, prepare_engine, reference_frame, render_crops,
+                                              map_crops, output_frames, prepare_engine, reference_frame,
+                                              render_crops,
                                               settings_for_model, source_poses)
     from talkingface.checkpoints.official import load_generator
     from talkingface.recipes.personalize import config_for_checkpoint
     from talkingface.utils.device import resolve_device
-    from talkingface.utils.video import probe_video, write_video
+    from talkingface.utils.video import audio_decodes, write_video
 
     began = time.perf_counter()
     source_path, driving_path, out = _check_options(opts)
     for path in (source_path, driving_path):  # input errors first: both inputs must open and decode
         _check_decodes(path)
-    has_audio = not driving_path.is_dir() and probe_video(driving_path).has_audio
+    # the driving audio is checked now too: audio that does not decode is left out (a warning), before rendering
+    has_audio = not driving_path.is_dir() and audio_decodes(driving_path)
     ckpt = Path(opts.ckpt) if opts.ckpt else default_checkpoint()
     cfg = config_for_checkpoint(str(ckpt), opts.config)
     check_model_config(cfg, opts.config or ckpt)
     device = resolve_device(opts.device)
     settings = settings_for_model(cfg, relative=opts.relative, find_best_frame=opts.find_best_frame,
                                   crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
-                                  smooth=opts.smooth)
+                                  smooth=opts.smooth, render=opts.render)
 
     enhance = _enhancer(opts.sr_ckpt, device, opts.precision) if opts.enhance else None  # a bad file fails now
 
@@ -221,11 +230,20 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
         renderer = CropRenderer(prepare_engine(model, device, opts.precision, source, scheme), source, scheme)
 
         reference = reference_frame(track, source.points, settings.find_best_frame)
-        motion = motion_transfer(source.points, track.get(reference), settings.relative, settings.crop_expand,
-                                 settings.crop_offset_y)
-        crops = render_crops(renderer, source_poses(track, motion), settings.batch_size)
+        def motion_from(driving_points):
+            return motion_transfer(source.points, driving_points, settings.relative, settings.crop_expand,
+                                   settings.crop_offset_y)
+
+        motion = motion_from(track.get(reference))
+        if track.cuts:
+            print(f"{len(track.cuts)} scene cut(s) in the driving video (frames "
+                  f"{', '.join(map(str, track.cuts[:10]))}{', ...' if len(track.cuts) > 10 else ''}): "
+                  "motion is measured afresh from each new shot")
+        render = renderer.with_motion if settings.needs_motion else renderer
+        poses = source_poses(track, motion, rebase=motion_from if settings.relative else None)
+        crops = render_crops(render, poses, settings.batch_size)
         if enhance is not None:
-            crops = enhance(crops)
+            crops = map_crops(crops, enhance)
         frames = output_frames(crops, source, settings)
         shape: list[int] = []
 
@@ -242,7 +260,8 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
 
     result = AnimateResult(
         out=out, frames=count, fps=fps, width=shape[1], height=shape[0], audio=has_audio,
-        frames_without_face=track.missing, reference_frame=reference, source_frame=source.frame_index,
+        frames_without_face=track.missing, reference_frame=reference, scene_cuts=list(track.cuts),
+        source_frame=source.frame_index,
         several_faces=source.several_faces or several_driving, personalized_steps=opts.personalize,
         seconds=time.perf_counter() - began)
     print(f"Wrote {out}: {count} frames, {result.width}x{result.height} at {fps:g} fps"

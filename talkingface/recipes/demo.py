@@ -29,6 +29,7 @@ class DemoOptions:
     ckpt: str | None = None  # default: the bundled model
     precision: str = "auto"
     device: str = "auto"
+    render: str = "full"  # full-resolution rendering, or "model" (the model's output upsampled)
 
 
 def demo_portrait() -> np.ndarray:
@@ -51,4 +52,4 @@ def run_demo(opts: DemoOptions) -> AnimateResult:
             Image.fromarray(demo_portrait()).save(source)
         print(f"Demo: animating {'the Grace Hopper portrait' if opts.source is None else source} with {driving}")
         return run_animate(AnimateOptions(source=source, driving=str(driving), out=opts.out, ckpt=opts.ckpt,
-                                          precision=opts.precision, device=opts.device))
+                                          precision=opts.precision, device=opts.device, render=opts.render))

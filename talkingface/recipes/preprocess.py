@@ -38,12 +38,14 @@ class PreprocessOptions:
     preview: bool = False
     shard: str | None = None  # "K/N", K 0-based
     workers: int = 1
+    scene_split: bool = True  # split inputs at scene cuts, one identity per person (False: one per input)
+    scene_threshold: float | None = None  # cut detector's change-score threshold, 0..1 (default 0.3)
 
 
 @dataclass
 class PreprocessReport:
     root: Path
-    processed: list[tuple[str, int]] = field(default_factory=list)  # (input, identity k)
+    processed: list[tuple[str, list[int]]] = field(default_factory=list)  # (input, its identities k)
     skipped: list[str] = field(default_factory=list)  # already done by an earlier run
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, error)
     frames_kept: int = 0
@@ -73,9 +75,13 @@ def video_settings(opts: PreprocessOptions) -> VideoSettings:
         "static_box": None if opts.moving_box is None else not opts.moving_box,
     }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if opts.scene_threshold is not None and not 0 < opts.scene_threshold <= 1:
+        raise DataError("--scene-threshold must be above 0 and at most 1")
+    scenes = settings.scenes if opts.scene_threshold is None else replace(settings.scenes,
+                                                                          threshold=opts.scene_threshold)
     settings = replace(settings, source_frame=opts.source_frame, min_confidence=opts.min_confidence,
                        smooth=opts.smooth, image_fps=opts.image_fps, max_frames=opts.max_frames,
-                       preview=opts.preview)
+                       preview=opts.preview, scene_split=opts.scene_split, scenes=scenes)
     if not 64 <= settings.size <= 2048:
         raise DataError(f"crop size {settings.size}: use 256 (base model) or 512 (super-resolution data)")
     if settings.crop_expand <= 0:
@@ -87,6 +93,10 @@ def video_settings(opts: PreprocessOptions) -> VideoSettings:
     if opts.image_fps <= 0:
         raise DataError("--fps must be positive")
     return settings
+
+
+def _shown(frames: list[int], most: int = 10) -> str:
+    return ", ".join(map(str, frames[:most])) + (", ..." if len(frames) > most else "")
 
 
 # ------------------------------------------------------------------ worker processes
@@ -169,15 +179,18 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
             report.frames_decoded += result.frames_decoded
             report.frames_dropped += len(result.dropped)
             if result.ok:
-                k = store.commit(result)
-                report.processed.append((result.item.key, k))
+                ks = store.commit(result)
+                report.processed.append((result.item.key, ks))
                 report.frames_kept += result.frames_kept
+                if result.cuts:
+                    bar.write(f"{result.item.path}: {len(result.cuts)} scene cuts (frames "
+                              f"{_shown(result.cuts)}) -> {len(ks)} identities ({', '.join(map(str, ks))})")
                 if result.dropped:
-                    shown = ", ".join(str(i) for i, _ in result.dropped[:10]) + (", ..." if len(result.dropped) > 10
-                                                                                 else "")
                     bar.write(f"warning: {result.item.path}: dropped {len(result.dropped)} of "
-                              f"{result.frames_decoded} frames without a usable face (frames {shown}); "
-                              f"see {Path(opts.out) / str(k) / 'meta.json'}")
+                              f"{result.frames_decoded} frames without a usable face (frames "
+                              f"{_shown([i for i, _ in result.dropped])}); "
+                              f"see {Path(opts.out) / str(ks[0]) / 'meta.json'}"
+                              + (f" (and {', '.join(map(str, ks[1:]))})" if len(ks) > 1 else ""))
             else:
                 store.record_failure(result.item, result.error)
                 report.failed.append((result.item.key, result.error))
@@ -195,8 +208,9 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
 
     report.seconds = time.perf_counter() - start
     rate = report.frames_decoded / report.seconds if report.seconds > 0 else 0.0
-    print(f"preprocess: {len(report.processed)} inputs done ({report.frames_kept} frames kept, "
-          f"{report.frames_dropped} dropped), {len(report.skipped)} skipped, {len(report.failed)} failed; "
+    identities = sum(len(ks) for _, ks in report.processed)
+    print(f"preprocess: {len(report.processed)} inputs done ({identities} identities, {report.frames_kept} frames "
+          f"kept, {report.frames_dropped} dropped), {len(report.skipped)} skipped, {len(report.failed)} failed; "
           f"{report.seconds:.1f} s, {rate:.1f} frames/s" + (f"; dataset in {opts.out}" if report.processed
                                                            or report.skipped else ""))
     if report.failed:

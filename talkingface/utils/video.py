@@ -2,10 +2,20 @@
 
 Frames are H x W x 3 uint8 RGB arrays. Reads are generators, so memory stays flat in
 video length. Writes go to a temporary file that is renamed at the end.
+
+Damaged files are read as ffmpeg reads them: streams are demuxed and decoded packet
+by packet, a packet the decoder rejects is skipped (the decoder conceals what it can),
+and a read error ends the stream with everything before it kept. What was lost is
+reported once per file and pass as a `DamagedVideoWarning`; a file of which nothing
+decodes is a one-line DataError naming it. Audio never costs a finished video: audio
+that does not decode is left out, damaged audio packets are dropped (re-encoded audio
+gets silence in their place, to stay in sync), and any other audio failure while
+muxing ends the audio there, each with one warning.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +27,12 @@ from talkingface.errors import DataError
 from talkingface.utils.atomic import atomic_path
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif"}
+REMUX_AUDIO = {"aac", "mp3", "alac"}  # copied packet by packet; other audio codecs are re-encoded to AAC
+LEADING_FAILURES = 50  # packets rejected before any frame decoded: the stream does not decode, stop there
+
+
+class DamagedVideoWarning(UserWarning):
+    """A video (or its audio) is damaged or truncated: what could not be decoded was skipped."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +42,10 @@ class VideoInfo:
     width: int
     height: int
     has_audio: bool
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _open(path: str | os.PathLike):
@@ -41,6 +61,9 @@ def _open(path: str | os.PathLike):
     if not container.streams.video:
         container.close()
         raise DataError("file has no video stream", path)
+    if container.streams.video[0].codec_context is None:  # a codec this ffmpeg build has no decoder for
+        container.close()
+        raise DataError("no decoder for this file's video codec (re-encode it, e.g. to H.264)", path)
     return container
 
 
@@ -52,21 +75,100 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                          height=vs.codec_context.height, has_audio=bool(c.streams.audio))
 
 
-def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Decode frames one at a time as RGB uint8."""
+# --------------------------------------------------------------------------- robust decoding
+@dataclass
+class _Tally:
+    """What one pass over a stream decoded and lost."""
+
+    frames: int = 0
+    damaged: int = 0  # packets the decoder rejected (skipped)
+    stopped: str | None = None  # why reading ended before the end of the file
+    last_error: str | None = None
+
+
+def _message(e: Exception) -> str:
+    text = getattr(e, "strerror", None) or str(e)
+    if text.startswith("Error number"):  # codec-specific codes ffmpeg has no text for
+        return f"invalid data, ffmpeg error {getattr(e, 'errno', '?')}"
+    return text
+
+
+def _decode(container, stream, tally: _Tally, path, what: str) -> Iterator:
+    """Decoded frames of `stream`, packet by packet as ffmpeg does: a packet the decoder
+    rejects is counted and skipped, a read error ends the stream (the decoder is drained).
+    DataError once LEADING_FAILURES packets have failed before any frame decoded (a file
+    that is not decodable at all fails fast)."""
     import av
 
+    packets = container.demux(stream)
+    ended = False
+    while not ended:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return  # the demuxer's last (empty) packet drained the decoder
+        except av.error.FFmpegError as e:
+            tally.stopped = _message(e)
+            packet, ended = None, True  # drain the decoder, as at the end of the file
+        try:
+            frames = stream.codec_context.decode(packet)
+        except av.error.FFmpegError as e:
+            tally.damaged += 1
+            tally.last_error = _message(e)
+            if tally.frames == 0 and tally.damaged >= LEADING_FAILURES:
+                raise DataError(f"corrupt or unsupported {what} data: the first {tally.damaged} packets do not "
+                                f"decode ({tally.last_error})", path) from e
+            continue
+        for frame in frames:
+            tally.frames += 1
+            yield frame
+
+
+def _losses(tally: _Tally, what: str, declared: int = 0) -> str | None:
+    """One phrase saying what a pass lost, or None when it lost nothing."""
+    parts = []
+    if tally.damaged:
+        parts.append(f"skipped {_plural(tally.damaged, f'damaged {what} packet')} ({tally.last_error})")
+    if tally.stopped:
+        parts.append(f"reading stopped early at a damaged part of the file ({tally.stopped})")
+    if declared and tally.frames < declared:
+        parts.append(f"decoded {tally.frames} of the {declared} frames the header declares"
+                     + ("" if parts else " (file truncated?)"))
+    return "; ".join(parts) or None
+
+
+def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Decode frames one at a time as RGB uint8.
+
+    Damaged packets are skipped; once the stream is read to its end, one
+    DamagedVideoWarning says what was lost (damaged packets, or fewer frames than the
+    header declares). DataError when no frame decodes at all."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as e:
-            raise DataError(f"corrupt or unsupported video data ({e})", path) from e
+        tally = _Tally()
+        for frame in _decode(container, stream, tally, path, "video"):
+            yield frame.to_ndarray(format="rgb24")
+        if tally.frames == 0:
+            why = f"{_plural(tally.damaged, 'damaged packet')}: {tally.last_error}" if tally.damaged else \
+                tally.stopped or ("damaged file?" if stream.frames else "the stream is empty")
+            raise DataError(f"no video frame could be decoded ({why})", path)
+        lost = _losses(tally, "video", int(stream.frames or 0))
+        if lost:
+            warnings.warn(f"{path}: {lost}", DamagedVideoWarning, stacklevel=2)
     finally:
         container.close()
+
+
+def first_video_frame(path: str | os.PathLike):
+    """The first frame that decodes (an av.VideoFrame, for its metadata), or None; no warnings."""
+    with _open(path) as container:
+        frames = _decode(container, container.streams.video[0], _Tally(), path, "video")
+        try:
+            return next(frames, None)
+        finally:
+            frames.close()
 
 
 def read_video(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], float]:
@@ -74,6 +176,213 @@ def read_video(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], float]:
     return iter_frames(path), probe_video(path).fps
 
 
+# --------------------------------------------------------------------------- audio
+def _audio_problem(path: str | os.PathLike) -> tuple[bool, str | None]:
+    """(the file has an audio stream, why it cannot be used or None).
+
+    Cheap: decodes up to the first audio frame that decodes (damaged packets later on
+    are skipped while muxing)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        return False, f"cannot open the file ({e})"
+    with container:
+        if not container.streams.audio:
+            return False, None
+        stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            return True, "no decoder for its audio codec"
+        tally = _Tally()
+        frames = _decode(container, stream, tally, path, "audio")
+        try:
+            next(frames, None)
+        except DataError:
+            pass  # LEADING_FAILURES damaged packets: counted in the tally
+        finally:
+            frames.close()
+        if tally.frames:
+            return True, None
+        if tally.damaged:
+            return True, f"its audio does not decode ({tally.last_error})"
+        return True, "its audio stream is empty" + (f" ({tally.stopped})" if tally.stopped else "")
+
+
+def audio_decodes(path: str | os.PathLike) -> bool:
+    """Whether the file has audio that decodes; a DamagedVideoWarning when it has audio that does not."""
+    present, problem = _audio_problem(path)
+    if present and problem is not None:
+        warnings.warn(f"{path}: {problem}; the output has no audio", DamagedVideoWarning, stacklevel=2)
+    return present and problem is None
+
+
+class _AudioCopy:
+    """The first audio stream of a file, added to an output container and muxed after the video.
+
+    Streams MP4 can carry (REMUX_AUDIO) are remuxed untouched, other codecs re-encoded
+    to AAC. Damaged packets are skipped (when re-encoding, silence fills their time so
+    the audio stays in sync); any other failure ends the audio there. Either way the
+    video is kept, with one DamagedVideoWarning."""
+
+    @classmethod
+    def open(cls, src_path: str | os.PathLike, out) -> _AudioCopy | None:
+        import av
+
+        present, problem = _audio_problem(src_path)
+        if problem is not None:
+            warnings.warn(f"{src_path}: {problem}; the video is written without audio", DamagedVideoWarning,
+                          stacklevel=3)
+        if not present or problem is not None:
+            return None
+        src = None
+        try:
+            src = av.open(str(src_path))
+            a_in = src.streams.audio[0]
+            if a_in.codec_context.name in REMUX_AUDIO:
+                a_out = out.add_stream_from_template(a_in)
+            else:
+                a_out = out.add_stream("aac", rate=a_in.codec_context.sample_rate or 44100)
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            if src is not None:
+                src.close()
+            warnings.warn(f"{src_path}: cannot add its audio to the output ({e}); the video is written without "
+                          "audio", DamagedVideoWarning, stacklevel=3)
+            return None
+        return cls(src_path, src, a_in, a_out)
+
+    def __init__(self, src_path, src, a_in, a_out):
+        self.src_path, self.src, self.a_in, self.a_out = src_path, src, a_in, a_out
+        self.remux = a_in.codec_context.name in REMUX_AUDIO
+        self.tally = _Tally()
+        self.silence = 0.0  # seconds of silence in place of damaged packets
+        self.muxed = 0.0  # seconds of audio written
+
+    def close(self) -> None:
+        self.src.close()
+
+    def mux(self, out, duration: float) -> None:
+        """Copy audio up to the video's `duration` (seconds); one warning about anything lost."""
+        failure = None
+        try:
+            if self.remux:
+                self._remux(out, duration)
+            else:
+                self._reencode(out, duration)
+        except Exception as e:  # noqa: BLE001 - the video is finished: no audio failure may cost it
+            failure = f"{type(e).__name__}: {e}"
+            if not self.remux:
+                self._drain(out)
+        lost = _losses(self.tally, "audio")
+        if lost and self.silence:
+            lost += f", {self.silence:.2f} s of silence in their place"
+        if failure:
+            lost = (lost + "; " if lost else "") + f"the audio stops at {self.muxed:.2f} s ({failure})"
+        if lost:
+            warnings.warn(f"{self.src_path}: {lost}; the video is written in full", DamagedVideoWarning,
+                          stacklevel=3)
+
+    def _remux(self, out, duration: float) -> None:
+        import av
+
+        for packet in _decoding_packets(self.src, self.a_in, self.tally):
+            if packet.dts is None:
+                continue
+            start = None if packet.pts is None or packet.time_base is None else float(packet.pts * packet.time_base)
+            if start is not None and start > duration:
+                break
+            packet.stream = self.a_out
+            try:
+                out.mux(packet)
+            except (av.error.FFmpegError, ValueError) as e:  # e.g. a damaged timestamp going backwards
+                self.tally.damaged += 1
+                self.tally.last_error = _message(e)
+                continue
+            if start is not None and packet.duration is not None and packet.time_base is not None:
+                self.muxed = start + float(packet.duration * packet.time_base)
+
+    def _drain(self, out) -> None:
+        """After a failure: the encoder's last packets, when it can still give them."""
+        import av
+
+        try:
+            for packet in self.a_out.encode(None):
+                out.mux(packet)
+        except (av.error.FFmpegError, ValueError):
+            pass  # the audio simply ends earlier
+
+    def _reencode(self, out, duration: float) -> None:
+        import av
+
+        a_out = self.a_out
+        resampler = av.AudioResampler(format=a_out.codec_context.format or "fltp",
+                                      layout=a_out.codec_context.layout or "stereo",
+                                      rate=a_out.codec_context.sample_rate)
+
+        def encode(frame) -> None:
+            for rf in resampler.resample(frame):
+                for packet in a_out.encode(rf):
+                    out.mux(packet)
+
+        origin, written = None, 0  # the first frame's time (seconds), samples written since
+        for frame in _decode(self.src, self.a_in, self.tally, self.src_path, "audio"):
+            if frame.time is not None and frame.time > duration:
+                break
+            rate = frame.sample_rate
+            if frame.time is not None:
+                origin = frame.time if origin is None else origin
+                # a hole in the timeline (damaged packets): silence keeps what follows in sync. Measured
+                # against what was written, so timestamp rounding never accumulates.
+                gap = int(round((min(frame.time, duration) - origin) * rate)) - written
+                if gap > frame.samples // 2:
+                    encode(_silence(frame, gap))
+                    written += gap
+                    self.silence += gap / rate
+            frame.pts = None
+            encode(frame)
+            written += frame.samples
+            self.muxed = written / rate
+        for packet in a_out.encode(None):
+            out.mux(packet)
+
+
+def _decoding_packets(container, stream, tally: _Tally) -> Iterator:
+    """`stream`'s packets that decode (each is decoded to check it; audio decoders are cheap).
+    The rest are counted in `tally` and skipped; a read error ends the stream."""
+    import av
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as e:
+            tally.stopped = _message(e)
+            return
+        try:
+            tally.frames += len(packet.decode())
+        except av.error.FFmpegError as e:
+            tally.damaged += 1
+            tally.last_error = _message(e)
+            continue
+        yield packet
+
+
+def _silence(like, samples: int):
+    """A silent audio frame in the format, layout and rate of `like`."""
+    import av
+
+    frame = av.AudioFrame(format=like.format.name, layout=like.layout.name, samples=samples)
+    fill = b"\x80" if like.format.name.startswith("u8") else b"\x00"  # unsigned 8-bit silence is mid-scale
+    for plane in frame.planes:
+        plane.update(fill * plane.buffer_size)
+    frame.sample_rate = like.sample_rate
+    frame.pts = None
+    return frame
+
+
+# --------------------------------------------------------------------------- writing
 def _even(frame: np.ndarray) -> np.ndarray:
     """yuv420p needs even sizes: replicate the last row/column when odd."""
     h, w = frame.shape[:2]
@@ -82,31 +391,13 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _copy_audio(src_path: str | os.PathLike, out_container) -> tuple:
-    """Open `src_path`'s first audio stream and add a matching stream to the output.
-
-    Returns (input container, input stream, output stream, remux) or Nones when the
-    source has no audio. Streams that MP4 can carry are remuxed untouched; anything
-    else is re-encoded to AAC.
-    """
-    import av
-
-    src = av.open(str(src_path))
-    if not src.streams.audio:
-        src.close()
-        return None, None, None, False
-    a_in = src.streams.audio[0]
-    if a_in.codec_context.name in {"aac", "mp3", "alac"}:
-        return src, a_in, out_container.add_stream_from_template(a_in), True
-    a_out = out_container.add_stream("aac", rate=a_in.codec_context.sample_rate or 44100)
-    return src, a_in, a_out, False
-
-
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float,
                 audio_from: str | os.PathLike | None = None, crf: int = 18) -> int:
     """Encode RGB frames as H.264 (yuv420p) at `fps`; optionally copy audio from a file.
 
-    Returns the number of frames written. The file appears only when complete.
+    Returns the number of frames written. The file appears only when complete. Audio
+    problems never lose the video: they leave the audio out (or end it early) with a
+    DamagedVideoWarning.
     """
     import av
 
@@ -116,9 +407,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4" if path.suffix.lower() in {".mp4", ".m4v"} else None) as out:
             stream = None
-            audio = (None, None, None, False)
-            if audio_from is not None:
-                audio = _copy_audio(audio_from, out)
+            audio = _AudioCopy.open(audio_from, out) if audio_from is not None else None
             try:
                 for frame in frames:
                     frame = _even(np.ascontiguousarray(frame, dtype=np.uint8))
@@ -134,36 +423,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                     raise DataError("no frames to write", path)
                 for packet in stream.encode():
                     out.mux(packet)
-                src, a_in, a_out, remux = audio
-                if src is not None:
-                    _mux_audio(src, a_in, a_out, remux, out, duration=count / float(rate))
+                if audio is not None:
+                    audio.mux(out, duration=count / float(rate))
             finally:
-                if audio[0] is not None:
-                    audio[0].close()
+                if audio is not None:
+                    audio.close()
     return count
-
-
-def _mux_audio(src, a_in, a_out, remux: bool, out, duration: float) -> None:
-    """Copy audio up to the video's duration."""
-    import av
-
-    if remux:
-        for packet in src.demux(a_in):
-            if packet.dts is None:
-                continue
-            if packet.pts is not None and packet.time_base is not None and float(packet.pts * packet.time_base) > duration:
-                break
-            packet.stream = a_out
-            out.mux(packet)
-        return
-    resampler = av.AudioResampler(format=a_out.codec_context.format or "fltp",
-                                  layout=a_out.codec_context.layout or "stereo", rate=a_out.codec_context.sample_rate)
-    for frame in src.decode(a_in):
-        if frame.time is not None and frame.time > duration:
-            break
-        frame.pts = None
-        for rf in resampler.resample(frame):
-            for packet in a_out.encode(rf):
-                out.mux(packet)
-    for packet in a_out.encode(None):
-        out.mux(packet)

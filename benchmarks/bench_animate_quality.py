@@ -1,0 +1,223 @@
+"""How real does `animate` look? Rendering quality on held-out people and held-out motion.
+
+People: portraits no bundled model saw in training (Grace Hopper from matplotlib's
+sample data; Biden from the face_recognition source distribution, tests/data/faces),
+each on a 512x512 canvas. Motion: `talkingface synth` clips (head shift, scale and
+in-plane rotation, speech-like mouth, blinks) with motion seeds no training clip used.
+
+- Self-reenactment: a person's photo driven by a synthetic clip of that same photo,
+  whose frames are the ground truth. PSNR and SSIM on the face box of each frame,
+  dlib identity distance to the photo, and face sharpness against the ground-truth
+  frame's (variance of the Laplacian inside MediaPipe's face outline).
+- Cross-reenactment: one person's photo driven by the other person's clip. MediaPipe
+  head x / y and mouth-opening correlation with the driving clip, identity distance
+  to the source photo, face sharpness against the photo.
+
+Rows: the static source; a similarity warp of the source frame following the driving
+head (relative motion's head part, no learning); the bundled model with
+`--render model` (its output upsampled); the bundled model with full rendering (the
+default). A new model's rows are added with --ckpt (both render modes).
+
+    python benchmarks/bench_animate_quality.py [--frames 50] [--ckpt MODEL] [--out result.json]
+
+Prints a table and the machine, and writes a JSON result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 512
+MOTION_SEED = 7301  # no training clip used it (docs/bundled_model.md: seeds 0 and 1)
+
+
+def canvas(image: np.ndarray) -> np.ndarray:
+    """A portrait centre-cropped to a square and resized to SIZE x SIZE."""
+    import cv2
+
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    square = image[y0:y0 + side, x0:x0 + side]
+    interpolation = cv2.INTER_AREA if side > SIZE else cv2.INTER_CUBIC
+    return cv2.resize(square, (SIZE, SIZE), interpolation=interpolation)
+
+
+def people() -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    from talkingface.recipes.demo import demo_portrait
+
+    biden = np.asarray(Image.open(REPO / "tests" / "data" / "faces" / "biden.jpg").convert("RGB"))
+    return {"hopper": canvas(demo_portrait()), "biden": canvas(biden)}
+
+
+def write_clip(image: np.ndarray, frames: int, path: Path) -> list[np.ndarray]:
+    from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+    from talkingface.landmarks.scheme import get_scheme
+    from talkingface.utils.video import write_video
+
+    clip = synthesize_clip(image, detect_landmarks(image), get_scheme("mediapipe478"),
+                           MotionSpec(num_frames=frames, mouth_open_max=0.15, seed=MOTION_SEED))
+    truth = [clip.frames[t] for t in range(frames)]
+    write_video(path, truth, 25)
+    return truth
+
+
+def similarity_frames(source_path: Path, driving: Path, ckpt: Path) -> list[np.ndarray]:
+    """The source frame moved by the driving head's similarity (relative motion, no model)."""
+    import cv2
+
+    from talkingface.animate.motion import STABLE_POINTS, motion_transfer
+    from talkingface.animate.pipeline import load_source, settings_for_model
+    from talkingface.preprocess.align import fit_similarity
+    from talkingface.recipes.animate import _track_driving
+    from talkingface.recipes.personalize import config_for_checkpoint
+
+    settings = settings_for_model(config_for_checkpoint(str(ckpt), None))
+    source = load_source(source_path, settings)
+    track, _, _ = _track_driving(driving, settings, progress=False)
+    out = []
+    with track:
+        motion = motion_transfer(source.points, track.get(track.first_good), True, settings.crop_expand,
+                                 settings.crop_offset_y)
+        stable = list(STABLE_POINTS)
+        src_px = source.box.to_frame(source.points)
+        h, w = source.frame.shape[:2]
+        for driving_points in track.held():
+            pose_px = source.box.to_frame(motion(driving_points))
+            m = fit_similarity(src_px[stable], pose_px[stable])
+            out.append(cv2.warpAffine(source.frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    return out
+
+
+def animate_frames(source_path: Path, driving: Path, ckpt: Path | None, render: str, out: Path) -> list[np.ndarray]:
+    from talkingface.recipes.animate import AnimateOptions, run_animate
+    from talkingface.utils.video import iter_frames
+
+    run_animate(AnimateOptions(source=str(source_path), driving=str(driving), out=str(out),
+                               ckpt=None if ckpt is None else str(ckpt), render=render, progress=False))
+    return list(iter_frames(out))
+
+
+def face_box_scores(frames: list[np.ndarray], truth: list[np.ndarray]) -> tuple[float, float]:
+    """Mean PSNR and SSIM over each ground-truth frame's face box (MediaPipe outline, 10% margin)."""
+    from talkingface.metrics import psnr, ssim
+    from talkingface.metrics.face_quality import face_points
+
+    ps, ss = [], []
+    for frame, gt in zip(frames, truth):
+        points = face_points(gt)
+        if points is None:
+            continue
+        (x0, y0), (x1, y1) = points.min(0), points.max(0)
+        mx, my = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+        x0, y0 = int(max(x0 - mx, 0)), int(max(y0 - my, 0))
+        x1, y1 = int(min(x1 + mx, gt.shape[1])), int(min(y1 + my, gt.shape[0]))
+        ps.append(psnr(frame[y0:y1, x0:x1], gt[y0:y1, x0:x1]))
+        ss.append(ssim(frame[y0:y1, x0:x1], gt[y0:y1, x0:x1]))
+    return float(np.mean(ps)), float(np.mean(ss))
+
+
+def self_scores(frames, truth, photo, every: int) -> dict:
+    from talkingface.metrics.face_quality import IdentityDistance, face_sharpness
+
+    p, s = face_box_scores(frames[::every], truth[::every])
+    distance = IdentityDistance(photo)
+    ratios = [face_sharpness(f) / face_sharpness(g) for f, g in zip(frames[::every], truth[::every])]
+    dists = [distance(f) for f in frames[::every]]
+    return {"psnr": p, "ssim": s, "identity_distance": float(np.nanmean(dists)),
+            "sharpness_ratio": float(np.nanmean(ratios))}
+
+
+def cross_scores(frames, driving_frames, photo, every: int) -> dict:
+    from talkingface.metrics.face_quality import face_quality
+    from talkingface.metrics.reenactment import follow_scores, track_motion
+
+    follow = follow_scores(track_motion(frames), track_motion(driving_frames))
+    quality = face_quality(photo, frames, every=every)
+    return {**{f"corr_{k}": v for k, v in follow.items()}, "identity_distance": quality.identity_distance,
+            "sharpness_ratio": quality.sharpness_ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=50, help="Frames per driving clip.")
+    parser.add_argument("--every", type=int, default=2, help="Score every N-th frame for identity and sharpness.")
+    parser.add_argument("--ckpt", default=None, help="A new mediapipe478 model to add as rows (both render modes).")
+    parser.add_argument("--out", default="bench_animate_quality.json", help="JSON result file.")
+    args = parser.parse_args(argv)
+
+    from PIL import Image
+
+    from talkingface.inference.bench import load_average, machine_info
+    from talkingface.recipes.animate import BUNDLED_MODEL
+
+    info = machine_info()
+    print("\n".join(info.lines()) + f"\nload average: {load_average()}")
+    began = time.perf_counter()
+    rows = {"static source": None, "similarity warp": None, "bundled, render model": (None, "model"),
+            "bundled, full rendering": (None, "full")}
+    if args.ckpt:
+        rows.update({"new model, render model": (Path(args.ckpt), "model"),
+                     "new model, full rendering": (Path(args.ckpt), "full")})
+    results: dict = {"self": {}, "cross": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as work:
+        work = Path(work)
+        faces = people()
+        clips, paths = {}, {}
+        for name, image in faces.items():
+            paths[name] = work / f"{name}.png"
+            Image.fromarray(image).save(paths[name])
+            clips[name] = write_clip(image, args.frames, work / f"{name}_clip.mp4")
+        names = list(faces)
+        for task in ("self", "cross"):
+            for index, name in enumerate(names):
+                driver = name if task == "self" else names[(index + 1) % len(names)]
+                driving = work / f"{driver}_clip.mp4"
+                for row, spec in rows.items():
+                    if row == "static source":
+                        frames = [faces[name]] * args.frames
+                    elif row == "similarity warp":
+                        frames = similarity_frames(paths[name], driving, BUNDLED_MODEL)
+                    else:
+                        frames = animate_frames(paths[name], driving, spec[0], spec[1], work / "out.mp4")
+                    if task == "self":
+                        scores = self_scores(frames, clips[name], faces[name], args.every)
+                    else:
+                        scores = cross_scores(frames, clips[driver], faces[name], args.every)
+                    results[task].setdefault(row, {})[f"{name}<-{driver}"] = scores
+                    print(f"{task:5s} {name:7s}<-{driver:7s} {row:26s} "
+                          + " ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
+
+    def mean_table(task: str) -> dict:
+        table = {}
+        for row, per_pair in results[task].items():
+            keys = next(iter(per_pair.values())).keys()
+            table[row] = {k: float(np.nanmean([v[k] for v in per_pair.values()])) for k in keys}
+        return table
+
+    summary = {task: mean_table(task) for task in ("self", "cross")}
+    for task, table in summary.items():
+        keys = list(next(iter(table.values())).keys())
+        print(f"\n{task}-reenactment (mean over {len(names)} people)\n| row | " + " | ".join(keys) + " |")
+        print("|---|" + "---:|" * len(keys))
+        for row, values in table.items():
+            print(f"| {row} | " + " | ".join("n/a" if math.isnan(v) else f"{v:.3f}" for v in values.values()) + " |")
+    result = {"machine": info.__dict__, "frames": args.frames, "size": SIZE, "motion_seed": MOTION_SEED,
+              "per_pair": results, "summary": summary, "seconds": time.perf_counter() - began}
+    Path(args.out).write_text(json.dumps(result, indent=1, default=list) + "\n")
+    print(f"\nwrote {args.out} in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Full-resolution rendering: the model's motion applied to the photo's own pixels.
+
+The generator renders at its training size (64 px for the bundled model, 256 for the
+official one), but what it predicts first is a dense deformation of the source crop,
+and a deformation does not depend on resolution. So each output frame is made at the
+source crop's own resolution:
+
+1. Warp: the deformation (h x w x 2 sampling grid) is resized to the native crop and
+   samples the native source crop with bicubic interpolation (bilinear sampling at
+   sub-pixel offsets alone halves the sharpness of a face). Every pixel the warp can
+   supply keeps the photo's detail.
+2. Generate: where the warp cannot supply the pixels, the generator's output (resized
+   up) is used: the mouth opening (inner-lip polygon of the rendered pose), eyes that
+   close further than in the photo (blinks), and what the model's occlusion map marks
+   as occluded. Those weights are feathered.
+3. Colour match: before blending, the generator's low frequencies are matched to the
+   warped photo's around the generated regions (a normalised Gaussian of their
+   difference, weighted by where the photo is used), so a generated mouth takes the
+   photo's lighting and no colour step shows.
+4. Paste back: only the head moves. The blend region is the face outline of the
+   rendered and of the source pose, widened to take in hair and extended below the
+   chin to the neck, feathered, and faded out before the crop's edges. Outside it the
+   output is the source frame's own pixels, so the surroundings are unchanged.
+
+Lengths are in units of the face size (forehead to chin), so the settings hold at any
+resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkingface.animate.pasteback import feather_mask
+from talkingface.landmarks.regions import CHIN, INNER_LIP_MIDDLE, eye_openness, face_size, mediapipe_regions
+from talkingface.preprocess.detect import CropBox
+
+
+@dataclass(frozen=True)
+class FullResSettings:
+    head_scale: float = 1.3  # the head region: the face outline scaled about its centre by this (hair, ears)
+    neck: float = 0.45  # ... and extended below the chin by this x the face size (chin, neck)
+    head_feather: float = 0.12  # Gaussian sigma of the head region's edge, x the face size
+    edge_feather: float = 0.12  # the region fades to 0 over this fraction of the crop side at the crop's edges
+    mouth_full: float = 0.03  # the mouth is fully generated once it opens this x the face size wider than the photo's
+    grow: float = 0.02  # the mouth opening and closing eyes are grown by this x the face size before feathering
+    detail_feather: float = 0.02  # Gaussian sigma of the generated regions' edges, x the face size
+    occlusion_ratio: float = 0.5  # occlusion below this x the frame's median inside the face -> generated
+    blink_gain: float = 2.0  # an eye closed by 1/blink_gain of the photo's openness is fully generated
+    eye_scale: float = 1.6  # a closing eye's region: the photo's eye outline scaled by this (lids and their folds)
+    colour_sigma: float = 0.12  # scale of the colour match, x the face size
+    snap: float = 0.5  # 0..1: how far the warp is corrected to carry each source landmark exactly onto the pose's
+    snap_sigma: float = 0.05  # reach of each landmark's correction (Gaussian sigma), x the face size
+    max_side: int = 1024  # the native crop is worked on at most this large (bigger boxes are resized)
+
+    def __post_init__(self):
+        if self.head_scale < 1 or self.neck < 0 or self.max_side < 16:
+            raise ValueError("head_scale must be >= 1, neck >= 0, max_side >= 16")
+
+
+@dataclass
+class RenderedCrop:
+    """One generated frame with what full-resolution rendering needs from the model."""
+
+    crop: np.ndarray  # S x S x 3 uint8: the generator's output (or its super-resolved version)
+    pose: np.ndarray  # N x 2: the rendered landmarks, 0..1 of the crop
+    deformation: np.ndarray | None = None  # h x w x 2 float32: the sampling grid, -1..1
+    occlusion: np.ndarray | None = None  # S' x S' float32, 0..1 (low: occluded)
+
+
+def native_crop(frame: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """The box's pixels at `size` (edge pixels repeated outside the frame, so a warp that
+    reaches past the frame's border samples plausible colours, not black)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    x0, y0, side = box.x0, box.y0, box.side
+    pad = ((max(0, -y0), max(0, y0 + side - h)), (max(0, -x0), max(0, x0 + side - w)))
+    window = frame[max(y0, 0):min(y0 + side, h), max(x0, 0):min(x0 + side, w)]
+    if window.size == 0:
+        window = np.zeros((side, side, 3), np.uint8)
+    elif any(p for pair in pad for p in pair):
+        window = cv2.copyMakeBorder(window, pad[0][0], pad[0][1], pad[1][0], pad[1][1], cv2.BORDER_REPLICATE)
+    if side != size:
+        window = cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+    return np.ascontiguousarray(window)
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    if sigma <= 0.3:
+        return image
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def _fill(size: int, polygons: list[np.ndarray], convex: bool = False) -> np.ndarray:
+    """size x size float32 mask, 1 inside the polygons (pixel coordinates)."""
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    for polygon in polygons:
+        pts = np.round(np.asarray(polygon) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+        if convex:
+            cv2.fillConvexPoly(mask, cv2.convexHull(pts), 1, lineType=cv2.LINE_AA, shift=4)
+        else:
+            cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32)
+
+
+def sample_grid(grid: np.ndarray, points01: np.ndarray) -> np.ndarray:
+    """Bilinear values of an h x w x C grid at N x 2 points in 0..1 (cell centres at (k + 0.5) / h,
+    as F.interpolate(align_corners=False) resizes it). -> N x C."""
+    h, w = grid.shape[:2]
+    x = np.clip(points01[:, 0] * w - 0.5, 0, w - 1)
+    y = np.clip(points01[:, 1] * h - 0.5, 0, h - 1)
+    x0, y0 = np.minimum(x.astype(int), w - 2).clip(0), np.minimum(y.astype(int), h - 2).clip(0)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
+    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def landmark_correction(deformation: np.ndarray, pose01: np.ndarray, source01: np.ndarray, sigma01: float,
+                        size: int = 64) -> np.ndarray:
+    """A size x size x 2 correction to the deformation (grid units) that makes it sample each
+    source landmark exactly at its pose position: the residuals at the landmarks, spread by a
+    normalised Gaussian (Shepard) interpolation that fades to 0 away from the face."""
+    residual = (2 * source01 - 1) - sample_grid(deformation, pose01)  # N x 2, grid units
+    centres = (np.arange(size) + 0.5) / size
+    gx, gy = np.meshgrid(centres, centres)  # size x size
+    d2 = (gx[..., None] - pose01[:, 0]) ** 2 + (gy[..., None] - pose01[:, 1]) ** 2  # size x size x N
+    weights = np.exp(-d2 / (2 * sigma01 ** 2))
+    total = weights.sum(axis=-1, keepdims=True)
+    # exp(-2): the weight of one landmark two sigmas away; inside the face the weights sum far above it
+    return (weights @ residual) / (total + np.exp(-2.0))
+
+
+def warp_native(source: torch.Tensor, deformation: np.ndarray, correction: np.ndarray | None = None) -> np.ndarray:
+    """Sample a 1 x 3 x S x S source (0..255) through an h x w x 2 grid resized to S x S (plus an
+    optional correction grid of any size); bicubic, reflection padding, align_corners=False as
+    the model samples. -> S x S x 3 float32."""
+    size = source.shape[-1]
+
+    def resized(array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
+        return t if t.shape[-2:] == (size, size) else F.interpolate(t, size=(size, size), mode="bilinear",
+                                                                      align_corners=False)
+
+    grid = resized(deformation)
+    if correction is not None:
+        grid = grid + resized(correction)
+    warped = F.grid_sample(source, grid.permute(0, 2, 3, 1), mode="bicubic", padding_mode="reflection",
+                           align_corners=False)  # 1 x 3 x S x S
+    return warped[0].permute(1, 2, 0).clamp_(0, 255).numpy()
+
+
+class FullResComposer:
+    """Composes full-resolution output frames for one source face (see the module doc)."""
+
+    def __init__(self, frame: np.ndarray, box: CropBox, source_points: np.ndarray,
+                 settings: FullResSettings = FullResSettings()):
+        self.frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        self.box = box
+        self.s = settings
+        self.size = n = min(box.side, settings.max_side)  # working side of the native crop
+        self.crop = native_crop(self.frame, box, n)  # n x n x 3 uint8
+        self.source = torch.from_numpy(self.crop).permute(2, 0, 1)[None].float()  # 1 x 3 x n x n, 0..255
+        self.regions = mediapipe_regions()
+        self.source_points = np.asarray(source_points, dtype=np.float64) * n  # crop pixels
+        self.face = max(face_size(self.source_points), 1.0)
+        self.source_openness = eye_openness(self.source_points)
+        self.source_gap = float(np.linalg.norm(self.source_points[INNER_LIP_MIDDLE[0]]
+                                               - self.source_points[INNER_LIP_MIDDLE[1]]))
+        self.edge = feather_mask(n, settings.edge_feather)[..., 0]  # n x n
+        h, w = self.frame.shape[:2]
+        self.fx0, self.fy0 = max(box.x0, 0), max(box.y0, 0)
+        self.fx1, self.fy1 = min(box.x0 + box.side, w), min(box.y0 + box.side, h)
+        self.visible = self.fx0 < self.fx1 and self.fy0 < self.fy1
+
+    # ---------------------------------------------------------------- masks (n x n float32, 0..1)
+    def head_region(self, points: np.ndarray) -> np.ndarray:
+        """Where the output may differ from the source frame: the head of the source and of
+        the rendered pose, with hair and neck, feathered, zero at the crop's edges."""
+        polygons = []
+        for pts in (self.source_points, points):
+            oval = pts[self.regions.face_oval]
+            centre = oval.mean(axis=0)
+            widened = centre + (oval - centre) * self.s.head_scale
+            down = (pts[CHIN] - centre) / max(np.linalg.norm(pts[CHIN] - centre), 1e-9)
+            lower = widened[(widened - centre) @ down > 0]  # the half towards the chin, moved down to the neck
+            polygons.append(np.concatenate([widened, lower + down * self.s.neck * self.face]))
+        region = _blur(_fill(self.size, polygons, convex=True), self.s.head_feather * self.face)
+        return region * self.edge
+
+    def generated_region(self, points: np.ndarray, occlusion: np.ndarray | None) -> np.ndarray:
+        """Where the generator supplies the pixels: the mouth opening, closing eyes, occluded parts."""
+        import cv2
+
+        n, face = self.size, self.face
+        # the mouth opening, as far as it is wider than the photo's own (whose teeth the warp carries)
+        top, bottom = INNER_LIP_MIDDLE
+        opening = np.linalg.norm(points[top] - points[bottom]) - self.source_gap
+        weight = np.clip(opening / (self.s.mouth_full * face), 0, 1) * _fill(n, [points[self.regions.inner_lips]])
+        closing = (self.source_openness - eye_openness(points)) / np.maximum(self.source_openness, 1e-6)
+        for eye, amount in zip(self.regions.eyes, np.clip(closing * self.s.blink_gain, 0, 1)):
+            if amount <= 0:
+                continue
+            # the photo's eye shape, where the pose puts the eye: the closing lid is drawn by the generator
+            outline = self.source_points[eye]
+            placed = (outline - outline.mean(axis=0)) * self.s.eye_scale + points[eye].mean(axis=0)
+            weight = np.maximum(weight, amount * _fill(n, [placed], convex=True))
+        grow = int(round(self.s.grow * face))
+        if grow > 0 and weight.any():
+            weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        if occlusion is not None:
+            occ = occlusion if occlusion.shape[0] == n else cv2.resize(occlusion, (n, n),
+                                                                         interpolation=cv2.INTER_LINEAR)
+            inside = _fill(n, [points[self.regions.face_oval]], convex=True) > 0.5
+            if inside.any():
+                median = float(np.median(occ[inside]))
+                occluded = np.clip(1 - occ / max(self.s.occlusion_ratio * median, 1e-6), 0, 1) * inside
+                weight = np.maximum(weight, occluded)
+        return np.clip(_blur(weight, self.s.detail_feather * face), 0, 1)
+
+    # ---------------------------------------------------------------- compose
+    def compose_crop(self, item: RenderedCrop) -> tuple[np.ndarray, np.ndarray]:
+        """(n x n x 3 float32 output crop 0..255, n x n head region) for one rendered frame."""
+        import cv2
+
+        n = self.size
+        points = np.asarray(item.pose, dtype=np.float64) * n
+        if item.deformation is None:
+            raise ValueError("full-resolution rendering needs the model's deformation")
+        correction = None
+        if self.s.snap > 0:
+            correction = self.s.snap * landmark_correction(item.deformation, item.pose, self.source_points / n,
+                                                           self.s.snap_sigma * self.face / n)
+        warped = warp_native(self.source, item.deformation, correction)  # n x n x 3
+        generated = item.crop if item.crop.shape[0] == n else cv2.resize(item.crop, (n, n),
+                                                                          interpolation=cv2.INTER_CUBIC)
+        generated = generated.astype(np.float32)
+        weight = self.generated_region(points, item.occlusion)  # n x n
+        if weight.max() > 0:
+            # match the generator's low frequencies to the warped photo's where the photo is used
+            keep = 1 - weight
+            sigma = self.s.colour_sigma * self.face
+            offset = _blur((generated - warped) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
+            out = warped + weight[..., None] * (generated - offset - warped)
+        else:
+            out = warped
+        return out, self.head_region(points)
+
+    def __call__(self, item: RenderedCrop) -> np.ndarray:
+        """One output frame, H x W x 3 uint8, at the source frame's resolution."""
+        import cv2
+
+        result = self.frame.copy()
+        if not self.visible:
+            return result
+        crop, region = self.compose_crop(item)
+        side = self.box.side
+        if side != self.size:
+            crop = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
+            region = cv2.resize(region, (side, side), interpolation=cv2.INTER_LINEAR)
+        bx0, by0 = self.fx0 - self.box.x0, self.fy0 - self.box.y0
+        bx1, by1 = bx0 + self.fx1 - self.fx0, by0 + self.fy1 - self.fy0
+        background = result[self.fy0:self.fy1, self.fx0:self.fx1].astype(np.float32)
+        weight = region[by0:by1, bx0:bx1, None]
+        blended = background + weight * (crop[by0:by1, bx0:bx1] - background)
+        result[self.fy0:self.fy1, self.fx0:self.fx1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        return result

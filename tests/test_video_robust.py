@@ -1,0 +1,355 @@
+"""Real-world video files, read as ffmpeg reads them (talkingface.utils.video): damaged
+packets in the video or the audio are skipped with one warning per file, truncated files
+say how many frames they lost, files of which nothing decodes are one-line errors naming
+them, and audio problems never cost a finished video. The files are made here with PyAV
+and damaged on purpose (packet positions come from the intact file's index)."""
+from __future__ import annotations
+
+import shutil
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from talkingface.errors import DataError
+from talkingface.utils.video import (LEADING_FAILURES, DamagedVideoWarning, audio_decodes, iter_frames,
+                                     probe_video, write_video)
+
+from helpers import MEDIAPIPE_TINY_CONFIG, make_tiny_checkpoint, photo, smooth_image
+
+FRAMES = 30
+FPS = 25
+RATE = 48000  # AC-3 takes 32, 44.1 or 48 kHz
+
+
+# --------------------------------------------------------------------------- making and damaging files
+def picture(i: int, size=(96, 96)) -> np.ndarray:
+    """Frame i: a smooth image with a bar that moves, so P-frames carry real data."""
+    h, w = size[1], size[0]
+    image = np.resize(smooth_image(np.random.default_rng(0), max(h, w)), (h, w, 3)).copy()
+    image[:, (3 * i) % w:(3 * i) % w + 6] = 255
+    return image
+
+
+def make_video(path: Path, frames=None, count: int = FRAMES, size=(96, 96), audio: str | None = "ac3",
+               options: dict | None = None, rotation: int = 0, pix_fmt: str = "yuv420p",
+               times_ms: list[int] | None = None) -> Path:
+    """H.264 at FPS (or at `times_ms` presentation times), with `audio` (a codec name) of a 440 Hz tone."""
+    import av
+
+    frames = [picture(i, size) for i in range(count)] if frames is None else list(frames)
+    with av.open(str(path), "w", options=options or {}) as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
+        if rotation:
+            video.set_display_rotation(rotation)
+        if times_ms is not None:
+            video.codec_context.time_base = Fraction(1, 1000)
+        sound = None
+        if audio is not None:  # streams are added before anything is muxed
+            sound = out.add_stream(audio, rate=RATE)
+            sound.layout = "mono"
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if times_ms is not None:
+                frame.pts, frame.time_base = times_ms[i], Fraction(1, 1000)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if sound is not None:
+            step = sound.codec_context.frame_size or 1024
+            total = RATE * len(frames) // FPS
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total + step) / RATE)).astype(np.float32)
+            for start in range(0, total, step):
+                frame = av.AudioFrame.from_ndarray(tone[None, start:start + step], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = RATE, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+    return path
+
+
+def packets(path: Path, kind: str) -> list[tuple[int, int]]:
+    """(byte offset, size) of each of the file's `kind` ("video"/"audio") packets."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [(p.pos, p.size) for p in c.demux(getattr(c.streams, kind)[0]) if p.size]
+
+
+def damage(src: Path, dst: Path, kind: str, *indices: int) -> Path:
+    """A copy of `src` with the bytes of the given packets overwritten (0xFF: no decoder accepts them)."""
+    shutil.copy(src, dst)
+    where = packets(src, kind)
+    with open(dst, "r+b") as f:
+        for i in indices:
+            pos, size = where[i]
+            f.seek(pos)
+            f.write(b"\xff" * size)
+    return dst
+
+
+def decoded_audio_seconds(path: Path) -> float:
+    import av
+
+    with av.open(str(path)) as c:
+        return sum(f.samples / f.sample_rate for f in c.decode(c.streams.audio[0]))
+
+
+def caught(fn, *args, **kwargs):
+    """(fn's result, the messages of the DamagedVideoWarnings it raised)."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [str(w.message) for w in record if issubclass(w.category, DamagedVideoWarning)]
+
+
+def count_frames(path: Path) -> int:
+    return sum(1 for _ in iter_frames(path))
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("robust") / "clean.mp4")
+
+
+# --------------------------------------------------------------------------- video stream
+def test_an_intact_file_reads_fully_without_a_warning(clean):
+    n, messages = caught(count_frames, clean)
+    assert n == FRAMES == probe_video(clean).num_frames and messages == []
+    assert audio_decodes(clean)
+
+
+def test_damaged_video_packets_are_skipped_with_one_warning(clean, tmp_path):
+    bad = damage(clean, tmp_path / "bad_video.mp4", "video", 8, 20)  # two P-frames
+    n, messages = caught(count_frames, bad)
+    assert n == FRAMES - 2  # as ffmpeg: each rejected packet loses its frame, the rest decode
+    assert len(messages) == 1
+    assert "skipped 2 damaged video packets" in messages[0] and f"decoded {n} of the {FRAMES} frames" in messages[0]
+    assert messages[0].startswith(str(bad))
+
+
+def test_a_truncated_file_says_how_many_frames_it_lost(tmp_path):
+    full = make_video(tmp_path / "full.mp4", count=100, size=(64, 64), audio="aac",
+                      options={"movflags": "faststart"})  # the index first: the cut file still opens
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:len(data) // 2])
+    complete = sum(1 for pos, size in packets(full, "video") if pos + size <= len(data) // 2)
+    assert probe_video(cut).num_frames == 100
+    n, messages = caught(count_frames, cut)
+    # frame-threaded decoding (as ffmpeg's default) may lose the frames in flight at the cut
+    assert complete - 2 <= n <= complete < 100
+    assert messages == [f"{cut}: decoded {n} of the 100 frames the header declares (file truncated?)"]
+
+
+def test_damaged_bytes_in_the_middle_of_the_file(clean, tmp_path):
+    """3000 bytes of garbage mid-file, as a bad disk sector: most frames still decode."""
+    bad = tmp_path / "mid.mp4"
+    data = bytearray(make_video(tmp_path / "long.mp4", count=100).read_bytes())
+    data[len(data) // 2:len(data) // 2 + 3000] = np.random.default_rng(0).bytes(3000)
+    bad.write_bytes(bytes(data))
+    n, messages = caught(count_frames, bad)
+    assert 90 <= n < 100 and len(messages) == 1 and f"decoded {n} of the 100 frames" in messages[0]
+
+
+@pytest.mark.parametrize("case", ["empty file", "text", "damaged keyframe", "every packet damaged"])
+def test_a_file_nothing_decodes_from_is_a_one_line_error_naming_it(clean, tmp_path, case):
+    path = tmp_path / "bad.mp4"
+    if case == "empty file":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("not a video\n")
+    elif case == "damaged keyframe":  # the only keyframe: no later frame has a reference (ffmpeg drops them too)
+        damage(clean, path, "video", 0)
+    else:  # more than LEADING_FAILURES: reading gives up early
+        long = make_video(tmp_path / "long.mp4", count=LEADING_FAILURES + 10, size=(64, 64), audio=None)
+        damage(long, path, "video", *range(LEADING_FAILURES + 10))
+    with pytest.raises(DataError) as e:
+        count_frames(path)
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+    if case == "every packet damaged":
+        assert f"the first {LEADING_FAILURES} packets do not decode" in str(e.value)
+
+
+def test_a_video_codec_without_a_decoder_is_a_one_line_error(tmp_path):
+    mkv = make_video(tmp_path / "ok.mkv", count=5, audio=None)
+    odd = tmp_path / "odd.mkv"
+    odd.write_bytes(mkv.read_bytes().replace(b"V_MPEG4/ISO/AVC", b"V_ZZZZZ/ISO/AVC"))  # a codec id no one knows
+    for read in (probe_video, count_frames):
+        with pytest.raises(DataError, match=f"{odd}: no decoder for this file's video codec"):
+            read(odd)
+
+
+def test_variable_frame_rate_odd_sizes_and_rotation(tmp_path):
+    from talkingface.preprocess.sources import InputItem, InputKind, open_stream
+
+    times = [sum(100 if k % 3 == 0 else 40 for k in range(i)) for i in range(FRAMES)]  # 40 and 100 ms steps
+    vfr = make_video(tmp_path / "vfr.mp4", times_ms=times)
+    n, messages = caught(count_frames, vfr)
+    assert n == FRAMES == probe_video(vfr).num_frames and messages == []
+
+    odd = make_video(tmp_path / "odd.mp4", count=10, size=(63, 47), pix_fmt="yuv444p")  # 4:2:0 needs even sizes
+    frames, messages = caught(lambda: list(iter_frames(odd)))
+    assert len(frames) == 10 and frames[0].shape == (47, 63, 3) and messages == []
+    assert write_video(tmp_path / "odd_out.mp4", frames, FPS) == 10
+    assert (probe_video(tmp_path / "odd_out.mp4").width, probe_video(tmp_path / "odd_out.mp4").height) == (64, 48)
+
+    # a phone video (stored sideways + a display rotation) whose first frame is damaged:
+    # the rotation comes from the first frame that decodes
+    phone = make_video(tmp_path / "phone.mp4", size=(96, 64), rotation=90, audio=None)
+    bad = damage(phone, tmp_path / "phone_bad.mp4", "video", 3)
+    stream = open_stream(InputItem(bad, InputKind.VIDEO))
+    frames, messages = caught(lambda: list(stream.frames))
+    assert stream.rotation == 90 and len(frames) == FRAMES - 1 and frames[0].shape == (96, 64, 3)
+    assert len(messages) == 1
+
+
+# --------------------------------------------------------------------------- audio
+@pytest.mark.parametrize("codec", ["ac3", "aac"])  # re-encoded to AAC, and remuxed packet by packet
+def test_damaged_audio_packets_never_cost_the_video(clean, tmp_path, codec):
+    src = clean if codec == "ac3" else make_video(tmp_path / "aac.mp4", audio="aac")
+    bad = damage(src, tmp_path / f"bad_{codec}.mp4", "audio", 5, 20)
+    assert audio_decodes(bad)  # its start decodes
+    out = tmp_path / "out.mp4"
+    n, messages = caught(write_video, out, iter_frames(bad), FPS, audio_from=bad)
+    info = probe_video(out)
+    assert n == FRAMES == info.num_frames and info.has_audio
+    assert len(messages) == 1 and "damaged audio packet" in messages[0] and str(bad) in messages[0]
+    seconds = decoded_audio_seconds(out)
+    if codec == "ac3":  # re-encoded: silence in place of the lost packets keeps the length (and the sync)
+        assert "silence" in messages[0]
+        assert seconds == pytest.approx(FRAMES / FPS, abs=0.05)
+    else:  # remuxed: the damaged packets are left out
+        assert FRAMES / FPS - 0.2 < seconds < FRAMES / FPS + 0.05
+
+
+def test_audio_that_does_not_decode_is_left_out_with_a_warning(clean, tmp_path):
+    every = damage(clean, tmp_path / "mute.mp4", "audio", *range(len(packets(clean, "audio"))))
+    unknown = tmp_path / "unknown.mp4"
+    unknown.write_bytes(clean.read_bytes().replace(b"ac-3", b"zzzz", 1))  # an audio codec no one decodes
+    empty = tmp_path / "empty.mkv"  # an audio stream without packets (Matroska keeps it)
+    import av
+
+    with av.open(str(empty), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        out.add_stream("aac", rate=RATE)
+        for i in range(5):
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture(i, (64, 64)), format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    for path, why in ((every, "does not decode"), (unknown, "no decoder"), (empty, "audio stream is empty")):
+        assert probe_video(path).has_audio
+        ok, messages = caught(audio_decodes, path)
+        assert not ok and len(messages) == 1 and why in messages[0]
+        out = tmp_path / f"{path.stem}_out.mp4"
+        frames = list(iter_frames(path))
+        n, messages = caught(write_video, out, frames, FPS, audio_from=path)
+        assert n == len(frames) and not probe_video(out).has_audio
+        assert len(messages) == 1 and "written without audio" in messages[0]
+
+
+def test_an_audio_failure_while_muxing_keeps_the_video(clean, tmp_path, monkeypatch):
+    """Whatever goes wrong with the audio after the frames are encoded, the video is written."""
+    import talkingface.utils.video as video
+
+    def broken(self, out, duration):
+        raise MemoryError("simulated")  # not an ffmpeg error: any failure counts
+
+    monkeypatch.setattr(video._AudioCopy, "_reencode", broken)
+    out = tmp_path / "out.mp4"
+    n, messages = caught(write_video, out, iter_frames(clean), FPS, audio_from=clean)
+    assert n == FRAMES == probe_video(out).num_frames
+    assert len(messages) == 1 and "the audio stops at 0.00 s (MemoryError: simulated)" in messages[0]
+
+
+# --------------------------------------------------------------------------- the commands
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """A portrait photo, and a driving video: 3 black frames, then a face moving a few
+    pixels, with AC-3 audio of which one packet is damaged."""
+    root = tmp_path_factory.mktemp("robust_faces")
+    Image.fromarray(photo("biden")).save(root / "source.png")
+    face = photo("obama")[::2, ::2]  # 128 x 128
+    frames = [np.zeros_like(face)] * 3 + [np.roll(face, (i % 3, i % 4), axis=(0, 1)) for i in range(9)]
+    intact = make_video(root / "intact.mp4", frames=frames, size=(128, 128))
+    damage(intact, root / "driving.mp4", "audio", 6)
+    make_tiny_checkpoint(root / "tiny.pth.tar", MEDIAPIPE_TINY_CONFIG)
+    return root
+
+
+def test_animate_writes_the_video_with_a_damaged_driving_audio_track(faces, tmp_path, capsys):
+    from talkingface.cli import main
+
+    out = tmp_path / "out.mp4"
+    code, messages = caught(main, ["animate", "--source", str(faces / "source.png"), "--driving",
+                                   str(faces / "driving.mp4"), "--out", str(out), "--ckpt",
+                                   str(faces / "tiny.pth.tar"), "--device", "cpu", "--batch-size", "4"])
+    assert code == 0
+    info = probe_video(out)
+    assert info.num_frames == 12 and info.has_audio and (info.width, info.height) == (256, 256)  # the photo's size
+    assert decoded_audio_seconds(out) == pytest.approx(12 / FPS, abs=0.05)
+    assert len(messages) == 1 and "skipped 1 damaged audio packet" in messages[0]
+    assert "3 of 12 driving frames have no face" in capsys.readouterr().out  # the black ones: held poses
+
+
+@pytest.mark.parametrize("case", ["damaged keyframe", "unknown codec"])
+def test_animate_rejects_an_undecodable_driving_video_in_one_line(faces, tmp_path, capsys, case):
+    from talkingface.cli import main
+
+    if case == "damaged keyframe":
+        bad = damage(faces / "intact.mp4", tmp_path / "bad.mp4", "video", 0)  # its only keyframe
+        why = "no video frame could be decoded"
+    else:
+        mkv = make_video(tmp_path / "ok.mkv", count=4, audio=None)
+        bad = tmp_path / "bad.mkv"
+        bad.write_bytes(mkv.read_bytes().replace(b"V_MPEG4/ISO/AVC", b"V_ZZZZZ/ISO/AVC"))
+        mkv.unlink()
+        why = "no decoder for this file's video codec"
+    out = tmp_path / "out.mp4"
+    code = main(["animate", "--source", str(faces / "source.png"), "--driving", str(bad), "--out", str(out),
+                 "--ckpt", str(faces / "tiny.pth.tar"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(bad) in err[0] and why in err[0]
+    assert list(tmp_path.iterdir()) == [bad]  # nothing half-written
+
+
+def test_preprocess_keeps_what_decodes(faces, tmp_path):
+    from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
+
+    bad = damage(faces / "intact.mp4", tmp_path / "bad.mp4", "video", 7)
+    report, messages = caught(run_preprocess, PreprocessOptions(inputs=[str(bad)], out=str(tmp_path / "data")))
+    assert len(messages) == 1 and "skipped 1 damaged video packet" in messages[0]
+    assert report.frames_decoded == 11 and report.frames_dropped >= 3  # the black frames have no face
+    assert report.frames_kept == report.frames_decoded - report.frames_dropped > 0
+
+
+def test_the_web_app_accepts_a_damaged_upload_and_rejects_an_undecodable_one(faces, tmp_path):
+    from talkingface.app.jobs import check_video
+
+    assert check_video(str(faces / "driving.mp4"), "driving video", 60) == faces / "driving.mp4"
+    bad = damage(faces / "intact.mp4", tmp_path / "bad.mp4", "video", 0)
+    with pytest.raises(DataError, match=f"{bad}: no video frame could be decoded"):
+        check_video(str(bad), "driving video", 60)
+
+
+def test_evaluate_reads_what_decodes_and_names_a_frame_count_mismatch(faces, tmp_path, monkeypatch):
+    from talkingface.recipes.evaluate import EvaluateOptions, run_evaluate
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    bad = damage(faces / "intact.mp4", tmp_path / "bad.mp4", "video", 7)
+    options = dict(write_video=False, face_metrics=False, temporal=False, device="cpu")
+    result, messages = caught(run_evaluate, EvaluateOptions(pred=str(bad), gt=str(bad), out=str(tmp_path / "r"),
+                                                            **options))
+    assert result.summary.frames == 11 and len(messages) == 2  # one per read of the file: as pred and as gt
+    with pytest.warns(DamagedVideoWarning, match="decoded 11 of the 12 frames"), \
+            pytest.raises(DataError, match="the prediction has 11 frames, the ground truth has 12"):
+        run_evaluate(EvaluateOptions(pred=str(bad), gt=str(faces / "intact.mp4"), out=str(tmp_path / "s"),
+                                     **options))
