@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from talkingface.errors import TalkingFaceError
@@ -555,7 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_guarded(fn: Callable[[], None], debug: bool, prog: str = "talkingface") -> int:
-    """Run `fn`, turning failures into one stderr line and an exit code."""
+    """Run `fn`, turning failures into one stderr line and an exit code; warnings (a damaged
+    packet, several faces, ...) print as one line each (with --debug, Python's usual two)."""
+    default_format = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = lambda message, *_args, **_kw: f"{prog}: warning: {message}\n"
     try:
         fn()
     except TalkingFaceError as e:
@@ -572,6 +577,8 @@ def run_guarded(fn: Callable[[], None], debug: bool, prog: str = "talkingface") 
         print(f"{prog}: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL_ERROR
+    finally:
+        warnings.formatwarning = default_format
     return 0
 
 

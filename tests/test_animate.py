@@ -204,7 +204,9 @@ def test_several_faces_use_the_largest_with_a_warning(media):
 # --------------------------------------------------------------------------- bad input, atomic output
 def test_missing_and_unreadable_inputs_are_clear_errors(media, tiny_ckpt, tmp_path, monkeypatch):
     out = tmp_path / "out.mp4"
+    write_video(tmp_path / "faceless.mp4", [np.full((96, 96, 3), GREY, np.uint8)] * 6, 25)
     cases = [
+        (dict(driving=str(tmp_path / "faceless.mp4")), DataError, "no face found in any of the 6 driving frames"),
         (dict(source=str(media / "nope.png")), DataError, "source not found"),
         (dict(driving=str(media / "nope.mp4")), DataError, "driving video not found"),
         (dict(driving=str(media / "corrupt.mp4")), DataError, "corrupt.mp4"),
@@ -282,3 +284,16 @@ def test_personalize_fine_tunes_on_a_source_video_then_animates_with_those_weigh
     assert (probe_video(result.out).width, probe_video(result.out).height) == (256, 256)  # the source video's size
     with pytest.raises(ConfigError, match="needs a video"):
         run_animate(options(media, tiny_ckpt, tmp_path / "q.mp4", personalize=3))
+
+
+def test_the_cli_prints_warnings_as_one_line(media, tiny_ckpt, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "talkingface", "animate", "--source", str(media / "two_faces.png"),
+                           "--driving", str(media / "short.mp4"), "--out", str(tmp_path / "out.mp4"), "--ckpt",
+                           str(tiny_ckpt), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if "2 faces" in line]
+    assert len(lines) == 1 and lines[0].startswith("talkingface: warning: ") and "using the largest" in lines[0]
+    assert "warnings.warn" not in proc.stderr  # Python's second line (the source line) is not shown

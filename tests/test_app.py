@@ -184,6 +184,22 @@ BAD_UPLOADS = {
 }
 
 
+@pytest.mark.parametrize("full_resolution", [True, False])
+def test_the_rendering_choice_reaches_the_recipe(full_resolution, handlers, media, monkeypatch):
+    import talkingface.recipes.animate as recipe
+
+    seen = []
+
+    def fake(opts):
+        seen.append(opts.render)
+        raise TalkingFaceError("stop here")
+
+    monkeypatch.setattr(recipe, "run_animate", fake)
+    with pytest.raises(gr.Error):
+        handlers.animate(**animate_args(media, full_resolution=full_resolution))
+    assert seen == ["full" if full_resolution else "model"]
+
+
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
 def test_bad_uploads_are_one_line_messages_and_leave_no_job_folder(case, handlers, media, caplog):
     overrides, message = BAD_UPLOADS[case]

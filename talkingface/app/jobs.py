@@ -63,6 +63,7 @@ class AnimateRequest:
     ckpt: str | None  # None: the bundled model
     relative: bool = True
     paste_back: bool = True
+    full_resolution: bool = True  # the model's motion on the portrait's own pixels; off: its output upsampled
     enhance: bool = False
     sr_ckpt: str | None = None
     personalize_steps: int = 0
@@ -192,6 +193,7 @@ def animate_job(settings: AppSettings, request: AnimateRequest):
         return run_animate(AnimateOptions(
             source=str(source), driving=str(driving), out=str(folder / "animated.mp4"), ckpt=request.ckpt,
             relative=request.relative, crop_only=not request.paste_back, personalize=steps,
+            render="full" if request.full_resolution else "model",
             enhance=request.enhance, sr_ckpt=sr_ckpt, device=settings.device, vgg19=settings.vgg19,
             random_vgg=settings.random_vgg))
 

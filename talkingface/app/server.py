@@ -78,14 +78,14 @@ class AppHandlers:
     def animate(self, portrait_image: str | None, portrait_video: str | None, driving: str | None,
                 model_choice: str | None, ckpt_path: str | None, relative: bool, paste_back: bool, enhance: bool,
                 sr_ckpt: str | None, personalize_steps: float | None, models: list[SessionModel] | None,
-                progress=gr.Progress(track_tqdm=True)) -> tuple[str, str, str]:
+                full_resolution: bool = True, progress=gr.Progress(track_tqdm=True)) -> tuple[str, str, str]:
         """-> (video to play, file to download, summary)."""
         with shown_on_page("Animate"):
             progress(0, desc="checking the uploads")
             request = AnimateRequest(
                 portrait_image=portrait_image, portrait_video=portrait_video, driving=driving,
                 ckpt=resolve_model(model_choice, ckpt_path, models or []), relative=relative, paste_back=paste_back,
-                enhance=enhance, sr_ckpt=sr_ckpt, personalize_steps=personalize_steps or 0)
+                full_resolution=full_resolution, enhance=enhance, sr_ckpt=sr_ckpt, personalize_steps=personalize_steps or 0)
             result = animate_job(self.settings, request)
         notes = [f"{plural(result.frames, 'frame')}, {result.width}x{result.height} at {result.fps:g} fps, "
                  + ("with the driving video's audio" if result.audio else "no audio") + f", in {result.seconds:.1f} s."]
@@ -150,6 +150,8 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
                                       elem_id="animate-ckpt")
                     relative = gr.Checkbox(True, label="Relative motion (off: absolute landmarks)")
                     paste_back = gr.Checkbox(True, label="Paste back into the portrait (off: the face crop only)")
+                    full_resolution = gr.Checkbox(True, label="Full resolution: the portrait's own pixels move "
+                                                              "(off: the model's output, upsampled)")
                     steps = gr.Number(0, precision=0, minimum=0, maximum=settings.max_steps,
                                       label="Personalise first: steps on the portrait video (0: none)")
                     enhance = gr.Checkbox(False, label="Enhance: 2x temporal super-resolution of the face")
@@ -163,7 +165,8 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
                     summary = gr.Markdown(elem_id="animate-summary")
             run.click(handlers.animate,
                       [portrait, portrait_video, driving, model, ckpt, relative, paste_back, enhance, sr_ckpt, steps,
-                       models], [video, download, summary], concurrency_id=JOBS, concurrency_limit=1)
+                       models, full_resolution], [video, download, summary], concurrency_id=JOBS,
+                      concurrency_limit=1)
 
         with gr.Tab("Personalize"):
             with gr.Row(equal_height=False):
