@@ -1,5 +1,7 @@
 """Real-world video files, read as ffmpeg reads them (talkingface.utils.video): damaged
-packets in the video or the audio are skipped with one warning per file, truncated files
+packets in the video or the audio are skipped with one warning per file, frames lost in
+the video are concealed by repeating the previous one (so the picture stays in sync with
+the sound; intact files, variable frame rate included, are never filled), truncated files
 say how many frames they lost, files of which nothing decodes are one-line errors naming
 them, and audio problems never cost a finished video. The files are made here with PyAV
 and damaged on purpose (packet positions come from the intact file's index)."""
@@ -125,13 +127,17 @@ def test_an_intact_file_reads_fully_without_a_warning(clean):
     assert audio_decodes(clean)
 
 
-def test_damaged_video_packets_are_skipped_with_one_warning(clean, tmp_path):
+def test_damaged_video_packets_are_skipped_and_their_frames_concealed(clean, tmp_path):
     bad = damage(clean, tmp_path / "bad_video.mp4", "video", 8, 20)  # two P-frames
-    n, messages = caught(count_frames, bad)
-    assert n == FRAMES - 2  # as ffmpeg: each rejected packet loses its frame, the rest decode
-    assert len(messages) == 1
-    assert "skipped 2 damaged video packets" in messages[0] and f"decoded {n} of the {FRAMES} frames" in messages[0]
-    assert messages[0].startswith(str(bad))
+    frames, messages = caught(lambda: list(iter_frames(bad)))
+    # as ffmpeg: each rejected packet loses its frame, the rest decode, and (writing a constant
+    # frame rate) the previous frame is repeated in its place, so later frames keep their time
+    assert len(frames) == FRAMES
+    repeated = [i for i in range(1, FRAMES) if np.array_equal(frames[i], frames[i - 1])]
+    assert len(repeated) == 2  # the moving bar makes every other frame differ from its predecessor
+    assert len(messages) == 1 and messages[0].startswith(str(bad))
+    assert "skipped 2 damaged video packets" in messages[0] and f"decoded {FRAMES - 2} of the {FRAMES} frames" \
+        in messages[0] and "2 lost frames concealed by repeating the previous frame" in messages[0]
 
 
 def test_a_truncated_file_says_how_many_frames_it_lost(tmp_path):
@@ -143,7 +149,7 @@ def test_a_truncated_file_says_how_many_frames_it_lost(tmp_path):
     complete = sum(1 for pos, size in packets(full, "video") if pos + size <= len(data) // 2)
     assert probe_video(cut).num_frames == 100
     n, messages = caught(count_frames, cut)
-    # frame-threaded decoding (as ffmpeg's default) may lose the frames in flight at the cut
+    # a frame or two before the cut may need a reference frame cut off
     assert complete - 2 <= n <= complete < 100
     assert messages == [f"{cut}: decoded {n} of the 100 frames the header declares (file truncated?)"]
 
@@ -155,7 +161,9 @@ def test_damaged_bytes_in_the_middle_of_the_file(clean, tmp_path):
     data[len(data) // 2:len(data) // 2 + 3000] = np.random.default_rng(0).bytes(3000)
     bad.write_bytes(bytes(data))
     n, messages = caught(count_frames, bad)
-    assert 90 <= n < 100 and len(messages) == 1 and f"decoded {n} of the 100 frames" in messages[0]
+    assert n == 100 and len(messages) == 1
+    decoded = int(messages[0].split("decoded ")[1].split(" of the 100 frames")[0])
+    assert 90 <= decoded < 100 and f"{100 - decoded} lost frames concealed" in messages[0]
 
 
 @pytest.mark.parametrize("case", ["empty file", "text", "damaged keyframe", "every packet damaged"])
@@ -206,8 +214,8 @@ def test_variable_frame_rate_odd_sizes_and_rotation(tmp_path):
     bad = damage(phone, tmp_path / "phone_bad.mp4", "video", 3)
     stream = open_stream(InputItem(bad, InputKind.VIDEO))
     frames, messages = caught(lambda: list(stream.frames))
-    assert stream.rotation == 90 and len(frames) == FRAMES - 1 and frames[0].shape == (96, 64, 3)
-    assert len(messages) == 1
+    assert stream.rotation == 90 and len(frames) == FRAMES and frames[0].shape == (96, 64, 3)
+    assert len(messages) == 1 and "1 lost frame concealed" in messages[0]
 
 
 # --------------------------------------------------------------------------- audio
@@ -285,19 +293,37 @@ def faces(tmp_path_factory) -> Path:
     return root
 
 
-def test_animate_writes_the_video_with_a_damaged_driving_audio_track(faces, tmp_path, capsys):
+def animate(faces: Path, driving: Path, out: Path) -> tuple[int, list[str]]:
+    """(the exit code of `talkingface animate`, its DamagedVideoWarnings)."""
     from talkingface.cli import main
 
+    return caught(main, ["animate", "--source", str(faces / "source.png"), "--driving", str(driving), "--out",
+                         str(out), "--ckpt", str(faces / "tiny.pth.tar"), "--device", "cpu", "--batch-size", "4"])
+
+
+def test_animate_writes_the_video_with_a_damaged_driving_audio_track(faces, tmp_path, capsys):
     out = tmp_path / "out.mp4"
-    code, messages = caught(main, ["animate", "--source", str(faces / "source.png"), "--driving",
-                                   str(faces / "driving.mp4"), "--out", str(out), "--ckpt",
-                                   str(faces / "tiny.pth.tar"), "--device", "cpu", "--batch-size", "4"])
+    code, messages = animate(faces, faces / "driving.mp4", out)
     assert code == 0
     info = probe_video(out)
     assert info.num_frames == 12 and info.has_audio and (info.width, info.height) == (256, 256)  # the photo's size
     assert decoded_audio_seconds(out) == pytest.approx(12 / FPS, abs=0.05)
     assert len(messages) == 1 and "skipped 1 damaged audio packet" in messages[0]
     assert "3 of 12 driving frames have no face" in capsys.readouterr().out  # the black ones: held poses
+
+
+def test_animate_keeps_the_picture_in_sync_with_the_sound_past_a_damaged_video_packet(faces, tmp_path):
+    """A frame lost mid-video is concealed, not dropped: the output keeps the driving video's
+    frame count, so after the damage the picture does not run ahead of the copied audio."""
+    driving = damage(faces / "intact.mp4", tmp_path / "driving.mp4", "video", 7)  # a P-frame
+    out = tmp_path / "out.mp4"
+    code, messages = animate(faces, driving, out)
+    assert code == 0
+    info = probe_video(out)
+    assert info.num_frames == probe_video(driving).num_frames == 12 and info.has_audio
+    assert decoded_audio_seconds(out) == pytest.approx(12 / FPS, abs=0.05)
+    assert len(messages) == 1 and "skipped 1 damaged video packet" in messages[0]
+    assert "1 lost frame concealed by repeating the previous frame" in messages[0]
 
 
 @pytest.mark.parametrize("case", ["damaged keyframe", "unknown codec"])
@@ -327,7 +353,7 @@ def test_preprocess_keeps_what_decodes(faces, tmp_path):
     bad = damage(faces / "intact.mp4", tmp_path / "bad.mp4", "video", 7)
     report, messages = caught(run_preprocess, PreprocessOptions(inputs=[str(bad)], out=str(tmp_path / "data")))
     assert len(messages) == 1 and "skipped 1 damaged video packet" in messages[0]
-    assert report.frames_decoded == 11 and report.frames_dropped >= 3  # the black frames have no face
+    assert report.frames_decoded == 12 and report.frames_dropped >= 3  # 11 + 1 concealed; the black ones: no face
     assert report.frames_kept == report.frames_decoded - report.frames_dropped > 0
 
 
@@ -344,12 +370,18 @@ def test_evaluate_reads_what_decodes_and_names_a_frame_count_mismatch(faces, tmp
     from talkingface.recipes.evaluate import EvaluateOptions, run_evaluate
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    bad = damage(faces / "intact.mp4", tmp_path / "bad.mp4", "video", 7)
+    intact = faces / "intact.mp4"
+    bad = damage(intact, tmp_path / "bad.mp4", "video", 7)
     options = dict(write_video=False, face_metrics=False, temporal=False, device="cpu")
-    result, messages = caught(run_evaluate, EvaluateOptions(pred=str(bad), gt=str(bad), out=str(tmp_path / "r"),
+    result, messages = caught(run_evaluate, EvaluateOptions(pred=str(bad), gt=str(intact), out=str(tmp_path / "r"),
                                                             **options))
-    assert result.summary.frames == 11 and len(messages) == 2  # one per read of the file: as pred and as gt
-    with pytest.warns(DamagedVideoWarning, match="decoded 11 of the 12 frames"), \
-            pytest.raises(DataError, match="the prediction has 11 frames, the ground truth has 12"):
-        run_evaluate(EvaluateOptions(pred=str(bad), gt=str(faces / "intact.mp4"), out=str(tmp_path / "s"),
-                                     **options))
+    # the lost frame is concealed: the prediction stays aligned with the ground truth, frame for frame
+    assert result.summary.frames == 12 and len(messages) == 1 and "decoded 11 of the 12 frames" in messages[0]
+    # frames lost at the end (a truncated file: its index first, so it still opens) are not concealed
+    full = make_video(tmp_path / "full.mp4", frames=iter_frames(intact), size=(128, 128),
+                      options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[:full.stat().st_size * 3 // 4])
+    with pytest.warns(DamagedVideoWarning, match="of the 12 frames the header declares"), \
+            pytest.raises(DataError, match=r"the prediction has \d+ frames, the ground truth has 12"):
+        run_evaluate(EvaluateOptions(pred=str(cut), gt=str(intact), out=str(tmp_path / "s"), **options))

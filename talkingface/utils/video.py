@@ -5,7 +5,9 @@ video length. Writes go to a temporary file that is renamed at the end.
 
 Damaged files are read as ffmpeg reads them: streams are demuxed and decoded packet
 by packet, a packet the decoder rejects is skipped (the decoder conceals what it can),
-and a read error ends the stream with everything before it kept. What was lost is
+a frame lost with it is concealed by repeating the previous frame (as ffmpeg does for a
+constant-frame-rate output: the picture stays in sync with the sound), and a read error
+ends the stream with everything before it kept. What was lost is
 reported once per file and pass as a `DamagedVideoWarning`; a file of which nothing
 decodes is a one-line DataError naming it. Audio never costs a finished video: audio
 that does not decode is left out, damaged audio packets are dropped (re-encoded audio
@@ -82,6 +84,8 @@ class _Tally:
 
     frames: int = 0
     damaged: int = 0  # packets the decoder rejected (skipped)
+    concealed: int = 0  # lost frames filled in by repeating the previous one
+    late: int = 0  # frames decoded after their place was filled (dropped)
     stopped: str | None = None  # why reading ended before the end of the file
     last_error: str | None = None
 
@@ -134,27 +138,59 @@ def _losses(tally: _Tally, what: str, declared: int = 0) -> str | None:
     if declared and tally.frames < declared:
         parts.append(f"decoded {tally.frames} of the {declared} frames the header declares"
                      + ("" if parts else " (file truncated?)"))
+    if tally.concealed:
+        parts.append(f"{_plural(tally.concealed, 'lost frame')} concealed by repeating the previous frame"
+                     + (f", {_plural(tally.late, 'late frame')} dropped" if tally.late else ""))
     return "; ".join(parts) or None
 
 
 def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Decode frames one at a time as RGB uint8.
 
-    Damaged packets are skipped; once the stream is read to its end, one
-    DamagedVideoWarning says what was lost (damaged packets, or fewer frames than the
-    header declares). DataError when no frame decodes at all."""
+    Damaged packets are skipped, and where that leaves a hole between two decoded frames
+    (by their timestamps on the stream's nominal frame grid) the previous frame is
+    repeated to fill it, so later frames keep their place in time. Intact files, variable
+    frame rates included, are never filled, nor is a truncated end. Once the stream is
+    read to its end, one DamagedVideoWarning says what was lost (damaged packets, frames
+    concealed, fewer frames than the header declares). DataError when nothing decodes."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # slice threads, not frame threads: with a frame in flight per core, a damaged packet's
+        # error can come out with other frames, and PyAV then drops the error (the damage goes
+        # uncounted, so unconcealed) or, at the end of the file, every frame still in flight.
+        # Decoding is rarely the bottleneck: the RGB conversion costs about as much.
+        stream.thread_type = "SLICE"
+        rate = stream.average_rate or stream.guessed_rate
+        declared = int(stream.frames or 0)
         tally = _Tally()
+        # the last frame decoded and yielded, its position on the nominal frame grid, damaged packets
+        # already matched to a hole (B-frame reordering delays frames: a packet's damage is often
+        # counted a few frames before its hole shows)
+        previous, last, matched = None, None, 0
         for frame in _decode(container, stream, tally, path, "video"):
+            position = None
+            if rate and frame.pts is not None and frame.time_base is not None:
+                position = frame.pts * frame.time_base * rate  # frames come in presentation order
+            if last is not None and position is not None:
+                if tally.concealed and position <= last:  # reordered behind a hole already filled (ffmpeg drops it)
+                    tally.late += 1
+                    continue
+                if tally.damaged > matched and position - last > 1.5:
+                    # a damaged timestamp never adds more frames than the header declares (or a minute's worth)
+                    room = declared - tally.frames + tally.late - tally.concealed if declared else int(rate * 60)
+                    missing = max(min(round(position - last) - 1, room), 0)
+                    matched += min(tally.damaged - matched, max(missing, 1))  # a packet a frame, or a keyframe's GOP
+                    tally.concealed += missing
+                    for _ in range(missing):
+                        yield previous.to_ndarray(format="rgb24")
+            previous, last = frame, position
             yield frame.to_ndarray(format="rgb24")
         if tally.frames == 0:
             why = f"{_plural(tally.damaged, 'damaged packet')}: {tally.last_error}" if tally.damaged else \
-                tally.stopped or ("damaged file?" if stream.frames else "the stream is empty")
+                tally.stopped or ("damaged file?" if declared else "the stream is empty")
             raise DataError(f"no video frame could be decoded ({why})", path)
-        lost = _losses(tally, "video", int(stream.frames or 0))
+        lost = _losses(tally, "video", declared)
         if lost:
             warnings.warn(f"{path}: {lost}", DamagedVideoWarning, stacklevel=2)
     finally:
