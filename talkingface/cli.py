@@ -218,6 +218,16 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rotation", type=float, default=None, help="Largest in-plane rotation, degrees (default 5).")
     p.add_argument("--mouth-open", type=float, default=None, help="Largest lip gap, fraction of face height (default 0.08).")
     p.add_argument("--blink-every", type=float, default=None, help="Mean frames between blinks, 0 for none (default 90).")
+    p.add_argument("--max-yaw", type=float, default=None,
+                   help="Largest head turn out of the image plane, degrees (default 0; about 20 looks right).")
+    p.add_argument("--max-pitch", type=float, default=None,
+                   help="Largest head nod out of the image plane, degrees (default 0; about 15 looks right).")
+    p.add_argument("--smile", type=float, default=None,
+                   help="Largest smile: mouth-corner lift, fraction of the mouth width (default 0; try 0.15).")
+    p.add_argument("--brow", type=float, default=None,
+                   help="Largest brow raise, fraction of the face height (default 0; try 0.03).")
+    p.add_argument("--teeth", type=float, default=None,
+                   help="Opacity of an upper-teeth hint in the open mouth, 0..1 (default 0: a plain dark gap).")
     p.add_argument("--video", default=None, help="Also write an mp4 preview of all clips.")
     p.add_argument("--fps", type=float, default=25.0, help="Frame rate of the preview.")
     p.set_defaults(handler=_run_synth)
@@ -228,7 +238,8 @@ def _run_synth(args: argparse.Namespace) -> None:
     from talkingface.recipes.synth import SynthOptions, run_synth
 
     overrides = {"max_shift": args.max_shift, "max_scale": args.max_scale, "max_rotation_deg": args.max_rotation,
-                 "mouth_open_max": args.mouth_open, "blink_every": args.blink_every}
+                 "mouth_open_max": args.mouth_open, "blink_every": args.blink_every, "max_yaw_deg": args.max_yaw,
+                 "max_pitch_deg": args.max_pitch, "smile_max": args.smile, "brow_max": args.brow, "teeth": args.teeth}
     run_synth(SynthOptions(
         portraits=args.portrait, out=args.out, frames=args.frames, seed=args.seed, scheme=args.scheme,
         size=args.size, identity=args.identity, identity_dim=args.identity_dim, video=args.video, fps=args.fps,

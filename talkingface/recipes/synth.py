@@ -2,8 +2,10 @@
 
 Each portrait is read, its face found (Face Mesh, 478 points), cropped square around
 the face as preprocessing crops video frames, and turned into one clip by
-`talkingface.data.synthetic` (head motion, mouth, blinks; landmarks moved with the
-pixels). Identity k is portrait k. Thetas are the ArcFace alignment of the moved
+`talkingface.data.synthetic` (head motion, mouth, blinks, optionally head turns,
+smiles, brow raises and teeth; landmarks moved with the pixels). Head turns use the
+portrait's 3-D Face Mesh, found on the full photo and carried into the crop. Identity
+k is portrait k. Thetas are the ArcFace alignment of the moved
 Face Mesh points, as preprocessing computes them.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_landmarks, image_identity,
+from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_landmarks, detect_mesh, image_identity,
                                         landmarks_for_scheme, write_synthetic_dataset)
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
@@ -76,6 +78,18 @@ def crop_face(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndar
     return crop_frame(image, box, size), box.to_crop(points_px)
 
 
+def crop_mesh(image: np.ndarray, mesh: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`crop_face` for a 3-D Face Mesh (478 x 3, depth in image widths): the crop and the
+    mesh in it (x, y in 0..1 of the crop, depth in crop widths)."""
+    from talkingface.preprocess.detect import box_around_points
+
+    w = image.shape[1]
+    mesh = np.asarray(mesh, dtype=np.float64)
+    crop, points = crop_face(image, mesh[:, :2], size)
+    box = box_around_points(mesh[:, :2] * image.shape[1::-1], CROP_EXPAND, CROP_OFFSET_Y)
+    return crop, np.concatenate([points, mesh[:, 2:] * w / box.side], axis=1).astype(np.float32)
+
+
 def _identity_settings(opts: SynthOptions) -> tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     if opts.identity == "hash":
         dim = opts.identity_dim or DEFAULT_IDENTITY_DIM.get(opts.scheme, 256)
@@ -101,10 +115,16 @@ def run_synth(opts: SynthOptions) -> SynthResult:
     spec = replace(opts.spec or MotionSpec(), num_frames=opts.frames, seed=opts.seed)  # re-validates
     identity_dim, identity_fn = _identity_settings(opts)
 
-    portraits, mesh_points = [], []
+    turns = spec.max_yaw_deg > 0 or spec.max_pitch_deg > 0
+    portraits, mesh_points, meshes = [], [], []
     for path in opts.portraits:
         image = read_portrait(path)
-        crop, points = crop_face(image, detect_landmarks(image, path), opts.size)
+        if turns:
+            crop, mesh = crop_mesh(image, detect_mesh(image, path), opts.size)
+            points = mesh[:, :2]
+            meshes.append(mesh)
+        else:
+            crop, points = crop_face(image, detect_landmarks(image, path), opts.size)
         portraits.append((crop, landmarks_for_scheme(points, scheme)))
         mesh_points.append(points)
 
@@ -115,7 +135,8 @@ def run_synth(opts: SynthOptions) -> SynthResult:
         return theta_from_points(pts), np.stack([theta_from_points(clip.move_points(t, pts))
                                                  for t in range(clip.num_frames)])
 
-    root, clips = write_synthetic_dataset(opts.out, portraits, spec, identity_dim, scheme, identity_fn, thetas)
+    root, clips = write_synthetic_dataset(opts.out, portraits, spec, identity_dim, scheme, identity_fn, thetas,
+                                          meshes or None)
     total = sum(c.num_frames for c in clips)
     print(f"Wrote {len(clips)} synthetic clip(s), {total} frames ({opts.scheme} landmarks, "
           f"{identity_dim}-d {opts.identity} identity) to {root}")
