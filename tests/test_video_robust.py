@@ -38,13 +38,14 @@ def picture(i: int, size=(96, 96)) -> np.ndarray:
 
 def make_video(path: Path, frames=None, count: int = FRAMES, size=(96, 96), audio: str | None = "ac3",
                options: dict | None = None, rotation: int = 0, pix_fmt: str = "yuv420p",
-               times_ms: list[int] | None = None) -> Path:
-    """H.264 at FPS (or at `times_ms` presentation times), with `audio` (a codec name) of a 440 Hz tone."""
+               times_ms: list[int] | None = None, codec: str = "libx264") -> Path:
+    """H.264 (or `codec`) at FPS (or at `times_ms` presentation times), with `audio` (a codec name) of a
+    440 Hz tone."""
     import av
 
     frames = [picture(i, size) for i in range(count)] if frames is None else list(frames)
     with av.open(str(path), "w", options=options or {}) as out:
-        video = out.add_stream("libx264", rate=FPS)
+        video = out.add_stream(codec, rate=FPS)
         video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
         if rotation:
             video.set_display_rotation(rotation)
@@ -166,6 +167,35 @@ def test_damaged_bytes_in_the_middle_of_the_file(clean, tmp_path):
     assert 90 <= decoded < 100 and f"{100 - decoded} lost frames concealed" in messages[0]
 
 
+@pytest.mark.parametrize("name, codec, audio", [("h264.mkv", "libx264", "ac3"), ("vp8.webm", "libvpx", None),
+                                               ("mpeg4.avi", "mpeg4", "ac3")])
+def test_damage_in_a_file_that_declares_no_frame_count_is_reported(tmp_path, name, codec, audio):
+    """Matroska/WebM headers declare no frame count, and their demuxer silently skips damaged bytes
+    to the next cluster (here the only one: the rest of the file). The stream's duration says
+    how many frames there should be. AVI reads by its index: its damaged packets are concealed."""
+    intact = make_video(tmp_path / name, codec=codec, audio=audio)
+    assert caught(count_frames, intact) == (FRAMES, [])
+    bad = damage(intact, tmp_path / f"bad_{name}", "video", 8, 20)
+    n, messages = caught(count_frames, bad)
+    if name.endswith(".avi"):
+        assert n == FRAMES and len(messages) == 1 and "2 lost frames concealed" in messages[0]
+    else:
+        assert probe_video(bad).num_frames == 0 and n < 10
+        assert len(messages) == 1 and messages[0].startswith(f"{bad}: decoded {n} of about ")
+        assert messages[0].endswith(" frames the duration implies (file truncated or damaged?)")
+
+
+def test_a_matroska_demuxer_skipping_to_the_next_cluster_is_concealed(tmp_path):
+    """Many clusters: the demuxer resumes at the next one, and the jump in the file's byte positions says
+    where frames were lost, so the hole is filled and the picture stays in sync with the sound."""
+    intact = make_video(tmp_path / "clusters.mkv", options={"cluster_size_limit": "1500"})
+    assert caught(count_frames, intact) == (FRAMES, [])
+    bad = damage(intact, tmp_path / "bad.mkv", "video", 8)
+    frames, messages = caught(lambda: list(iter_frames(bad)))
+    assert len(frames) == FRAMES and len(messages) == 1
+    assert "the demuxer skipped 1 damaged part of the file; 3 lost frames concealed" in messages[0]
+
+
 @pytest.mark.parametrize("case", ["empty file", "text", "damaged keyframe", "every packet damaged"])
 def test_a_file_nothing_decodes_from_is_a_one_line_error_naming_it(clean, tmp_path, case):
     path = tmp_path / "bad.mp4"
@@ -201,6 +231,9 @@ def test_variable_frame_rate_odd_sizes_and_rotation(tmp_path):
     vfr = make_video(tmp_path / "vfr.mp4", times_ms=times)
     n, messages = caught(count_frames, vfr)
     assert n == FRAMES == probe_video(vfr).num_frames and messages == []
+    # Matroska declares no frame count, and its nominal rate (25) is not the average: no false alarm either
+    vfr = make_video(tmp_path / "vfr.mkv", times_ms=times)
+    assert probe_video(vfr).num_frames == 0 and caught(count_frames, vfr) == (FRAMES, [])
 
     odd = make_video(tmp_path / "odd.mp4", count=10, size=(63, 47), pix_fmt="yuv444p")  # 4:2:0 needs even sizes
     frames, messages = caught(lambda: list(iter_frames(odd)))

@@ -31,6 +31,7 @@ from talkingface.utils.atomic import atomic_path
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif"}
 REMUX_AUDIO = {"aac", "mp3", "alac"}  # copied packet by packet; other audio codecs are re-encoded to AAC
 LEADING_FAILURES = 50  # packets rejected before any frame decoded: the stream does not decode, stop there
+RESYNC_BYTES = 256  # bytes between two Matroska blocks that only a demuxer skipping damage leaves (headers: ~30)
 
 
 class DamagedVideoWarning(UserWarning):
@@ -86,6 +87,7 @@ class _Tally:
     damaged: int = 0  # packets the decoder rejected (skipped)
     concealed: int = 0  # lost frames filled in by repeating the previous one
     late: int = 0  # frames decoded after their place was filled (dropped)
+    resynced: int = 0  # damaged parts of a Matroska file the demuxer skipped (to the next cluster)
     stopped: str | None = None  # why reading ended before the end of the file
     last_error: str | None = None
 
@@ -100,12 +102,13 @@ def _message(e: Exception) -> str:
 def _decode(container, stream, tally: _Tally, path, what: str) -> Iterator:
     """Decoded frames of `stream`, packet by packet as ffmpeg does: a packet the decoder
     rejects is counted and skipped, a read error ends the stream (the decoder is drained).
-    DataError once LEADING_FAILURES packets have failed before any frame decoded (a file
-    that is not decodable at all fails fast)."""
+    A Matroska demuxer skips damaged bytes silently, to the next cluster: a jump in the byte
+    positions of the file's blocks (every stream's) counts in `tally.resynced`. DataError once
+    LEADING_FAILURES packets failed before any frame decoded (an undecodable file fails fast)."""
     import av
 
-    packets = container.demux(stream)
-    ended = False
+    packets = container.demux()
+    matroska, start, end, ended = "matroska" in container.format.name, None, None, False
     while not ended:
         try:
             packet = next(packets)
@@ -114,6 +117,13 @@ def _decode(container, stream, tally: _Tally, path, what: str) -> Iterator:
         except av.error.FFmpegError as e:
             tally.stopped = _message(e)
             packet, ended = None, True  # drain the decoder, as at the end of the file
+        else:
+            if matroska and packet.size and packet.pos is not None and packet.pos >= 0:
+                tally.resynced += end is not None and packet.pos - end > RESYNC_BYTES  # (laced frames share a pos)
+                start, end = packet.pos, (end + packet.size if packet.pos == start else
+                                          max(end or 0, packet.pos + packet.size))  # (a late packet: behind)
+            if packet.stream.index != stream.index:  # (a flush packet's stream_index is always 0)
+                continue
         try:
             frames = stream.codec_context.decode(packet)
         except av.error.FFmpegError as e:
@@ -128,20 +138,39 @@ def _decode(container, stream, tally: _Tally, path, what: str) -> Iterator:
             yield frame
 
 
-def _losses(tally: _Tally, what: str, declared: int = 0) -> str | None:
+def _losses(tally: _Tally, what: str, declared: int = 0, implied: int = 0) -> str | None:
     """One phrase saying what a pass lost, or None when it lost nothing."""
     parts = []
     if tally.damaged:
         parts.append(f"skipped {_plural(tally.damaged, f'damaged {what} packet')} ({tally.last_error})")
+    if tally.resynced:
+        parts.append(f"the demuxer skipped {_plural(tally.resynced, 'damaged part')} of the file")
     if tally.stopped:
         parts.append(f"reading stopped early at a damaged part of the file ({tally.stopped})")
     if declared and tally.frames < declared:
         parts.append(f"decoded {tally.frames} of the {declared} frames the header declares"
                      + ("" if parts else " (file truncated?)"))
+    if implied:
+        parts.append(f"decoded {tally.frames} of about {implied} frames the duration implies"
+                     + ("" if parts else " (file truncated or damaged?)"))
     if tally.concealed:
         parts.append(f"{_plural(tally.concealed, 'lost frame')} concealed by repeating the previous frame"
                      + (f", {_plural(tally.late, 'late frame')} dropped" if tally.late else ""))
     return "; ".join(parts) or None
+
+
+def _stream_end(container, stream) -> float | None:
+    """When the video stream ends (seconds): its header's duration, else ffmpeg's Matroska DURATION tag
+    (others', e.g. DURATION-eng, may be stale copies), else the container's when it holds nothing
+    else (audio may outlast the video); None when unknown."""
+    if stream.duration and stream.time_base:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    try:  # HH:MM:SS.nnnnnnnnn
+        return sum(float(x) * 60 ** i for i, x in enumerate(reversed(stream.metadata["DURATION"].split(":"))))
+    except (KeyError, ValueError):
+        pass
+    return ((container.start_time or 0) + container.duration) / 1e6 if container.duration and \
+        len(container.streams) == 1 else None
 
 
 def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
@@ -152,7 +181,8 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     repeated to fill it, so later frames keep their place in time. Intact files, variable
     frame rates included, are never filled, nor is a truncated end. Once the stream is
     read to its end, one DamagedVideoWarning says what was lost (damaged packets, frames
-    concealed, fewer frames than the header declares). DataError when nothing decodes."""
+    concealed, fewer frames than the header declares or, when it declares none, clearly fewer
+    than the stream's duration implies). DataError when nothing decodes."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -176,11 +206,12 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
                 if tally.concealed and position <= last:  # reordered behind a hole already filled (ffmpeg drops it)
                     tally.late += 1
                     continue
-                if tally.damaged > matched and position - last > 1.5:
+                evidence = tally.damaged + tally.resynced * int(rate * 6)  # a skipped cluster: <= 5 s of frames
+                if evidence > matched and position - last > 1.5:
                     # a damaged timestamp never adds more frames than the header declares (or a minute's worth)
                     room = declared - tally.frames + tally.late - tally.concealed if declared else int(rate * 60)
                     missing = max(min(round(position - last) - 1, room), 0)
-                    matched += min(tally.damaged - matched, max(missing, 1))  # a packet a frame, or a keyframe's GOP
+                    matched += min(evidence - matched, max(missing, 1))  # a packet a frame, or a keyframe's GOP
                     tally.concealed += missing
                     for _ in range(missing):
                         yield previous.to_ndarray(format="rgb24")
@@ -190,7 +221,11 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
             why = f"{_plural(tally.damaged, 'damaged packet')}: {tally.last_error}" if tally.damaged else \
                 tally.stopped or ("damaged file?" if declared else "the stream is empty")
             raise DataError(f"no video frame could be decoded ({why})", path)
-        lost = _losses(tally, "video", declared)
+        end, implied = None if declared or last is None else _stream_end(container, stream), 0
+        if end is not None:  # the frames after the last one decoded (so variable frame rates count right)
+            yielded, short = tally.frames - tally.late + tally.concealed, round(end * rate - last - 1)
+            implied = yielded + short if short > 2 and short > 0.05 * (yielded + short) else 0
+        lost = _losses(tally, "video", declared, implied)
         if lost:
             warnings.warn(f"{path}: {lost}", DamagedVideoWarning, stacklevel=2)
     finally:
