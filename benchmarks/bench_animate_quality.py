@@ -2,8 +2,10 @@
 
 People: portraits no bundled model saw in training (Grace Hopper from matplotlib's
 sample data; Biden from the face_recognition source distribution, tests/data/faces),
-each on a 512x512 canvas. Motion: `talkingface synth` clips (head shift, scale and
-in-plane rotation, speech-like mouth, blinks) with motion seeds no training clip used.
+each on a 512x512 canvas. Motion: `talkingface synth` clips with a motion seed no training clip
+used, in two sets: "in-plane" (head shift, scale and in-plane rotation, speech-like
+mouth, blinks) and "turns" (the same plus head turns up to 20 degrees of yaw and 15 of
+pitch, a smile and brow raises).
 
 - Self-reenactment: a person's photo driven by a synthetic clip of that same photo,
   whose frames are the ground truth. PSNR and SSIM on the face box of each frame,
@@ -60,13 +62,19 @@ def people() -> dict[str, np.ndarray]:
     return {"hopper": canvas(demo_portrait()), "biden": canvas(biden)}
 
 
-def write_clip(image: np.ndarray, frames: int, path: Path) -> list[np.ndarray]:
+MOTION_SETS = {  # name -> MotionSpec fields besides the frame count and seed
+    "in-plane": dict(mouth_open_max=0.15),
+    "turns": dict(mouth_open_max=0.15, max_yaw_deg=20, max_pitch_deg=15, smile_max=0.15, brow_max=0.03, teeth=1.0),
+}
+
+
+def write_clip(image: np.ndarray, frames: int, path: Path, motion: str) -> list[np.ndarray]:
     from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
     from talkingface.landmarks.scheme import get_scheme
     from talkingface.utils.video import write_video
 
     clip = synthesize_clip(image, detect_landmarks(image), get_scheme("mediapipe478"),
-                           MotionSpec(num_frames=frames, mouth_open_max=0.15, seed=MOTION_SEED))
+                           MotionSpec(num_frames=frames, seed=MOTION_SEED, **MOTION_SETS[motion]))
     truth = [clip.frames[t] for t in range(frames)]
     write_video(path, truth, 25)
     return truth
@@ -153,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=50, help="Frames per driving clip.")
     parser.add_argument("--every", type=int, default=2, help="Score every N-th frame for identity and sharpness.")
     parser.add_argument("--ckpt", default=None, help="A new mediapipe478 model to add as rows (both render modes).")
+    parser.add_argument("--motion", nargs="+", default=list(MOTION_SETS), choices=list(MOTION_SETS),
+                        help="Driving motion sets.")
     parser.add_argument("--out", default="bench_animate_quality.json", help="JSON result file.")
     args = parser.parse_args(argv)
 
@@ -169,34 +179,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.ckpt:
         rows.update({"new model, render model": (Path(args.ckpt), "model"),
                      "new model, full rendering": (Path(args.ckpt), "full")})
-    results: dict = {"self": {}, "cross": {}}
+    tasks = [f"{task} ({motion})" for motion in args.motion for task in ("self", "cross")]
+    results: dict = {task: {} for task in tasks}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as work:
         work = Path(work)
         faces = people()
-        clips, paths = {}, {}
+        names = list(faces)
+        paths = {}
         for name, image in faces.items():
             paths[name] = work / f"{name}.png"
             Image.fromarray(image).save(paths[name])
-            clips[name] = write_clip(image, args.frames, work / f"{name}_clip.mp4")
-        names = list(faces)
-        for task in ("self", "cross"):
-            for index, name in enumerate(names):
-                driver = name if task == "self" else names[(index + 1) % len(names)]
-                driving = work / f"{driver}_clip.mp4"
-                for row, spec in rows.items():
-                    if row == "static source":
-                        frames = [faces[name]] * args.frames
-                    elif row == "similarity warp":
-                        frames = similarity_frames(paths[name], driving, BUNDLED_MODEL)
-                    else:
-                        frames = animate_frames(paths[name], driving, spec[0], spec[1], work / "out.mp4")
-                    if task == "self":
-                        scores = self_scores(frames, clips[name], faces[name], args.every)
-                    else:
-                        scores = cross_scores(frames, clips[driver], faces[name], args.every)
-                    results[task].setdefault(row, {})[f"{name}<-{driver}"] = scores
-                    print(f"{task:5s} {name:7s}<-{driver:7s} {row:26s} "
-                          + " ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
+        for motion in args.motion:
+            clips = {name: write_clip(image, args.frames, work / f"{name}_{motion}.mp4", motion)
+                     for name, image in faces.items()}
+            for kind in ("self", "cross"):
+                task = f"{kind} ({motion})"
+                for index, name in enumerate(names):
+                    driver = name if kind == "self" else names[(index + 1) % len(names)]
+                    driving = work / f"{driver}_{motion}.mp4"
+                    for row, spec in rows.items():
+                        if row == "static source":
+                            frames = [faces[name]] * args.frames
+                        elif row == "similarity warp":
+                            frames = similarity_frames(paths[name], driving, BUNDLED_MODEL)
+                        else:
+                            frames = animate_frames(paths[name], driving, spec[0], spec[1], work / "out.mp4")
+                        if kind == "self":
+                            scores = self_scores(frames, clips[name], faces[name], args.every)
+                        else:
+                            scores = cross_scores(frames, clips[driver], faces[name], args.every)
+                        results[task].setdefault(row, {})[f"{name}<-{driver}"] = scores
+                        print(f"{task:16s} {name:7s}<-{driver:7s} {row:26s} "
+                              + " ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
 
     def mean_table(task: str) -> dict:
         table = {}
@@ -205,14 +219,15 @@ def main(argv: list[str] | None = None) -> int:
             table[row] = {k: float(np.nanmean([v[k] for v in per_pair.values()])) for k in keys}
         return table
 
-    summary = {task: mean_table(task) for task in ("self", "cross")}
+    summary = {task: mean_table(task) for task in tasks}
     for task, table in summary.items():
         keys = list(next(iter(table.values())).keys())
-        print(f"\n{task}-reenactment (mean over {len(names)} people)\n| row | " + " | ".join(keys) + " |")
+        print(f"\n{task} (mean over {len(names)} people)\n| row | " + " | ".join(keys) + " |")
         print("|---|" + "---:|" * len(keys))
         for row, values in table.items():
             print(f"| {row} | " + " | ".join("n/a" if math.isnan(v) else f"{v:.3f}" for v in values.values()) + " |")
     result = {"machine": info.__dict__, "frames": args.frames, "size": SIZE, "motion_seed": MOTION_SEED,
+              "motion_sets": {m: MOTION_SETS[m] for m in args.motion},
               "per_pair": results, "summary": summary, "seconds": time.perf_counter() - began}
     Path(args.out).write_text(json.dumps(result, indent=1, default=list) + "\n")
     print(f"\nwrote {args.out} in {result['seconds']:.0f} s")
