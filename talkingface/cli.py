@@ -12,17 +12,40 @@ import sys
 import warnings
 from typing import Callable, Sequence
 
-from talkingface.errors import TalkingFaceError
+from talkingface.errors import TalkingFaceError, describe_os_error
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 
 
 # --------------------------------------------------------------------------- verbs
-def add_precision_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str, note: str) -> None:
+def add_force_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="Keep the requested bf16/fp16 (--precision, --fp16) even where this machine only emulates "
+                        "it: bf16 on a CPU without avx512_bf16/amx_bf16, fp16 on a CPU without "
+                        "avx512_fp16/amx_fp16, bf16 on a GPU before compute capability 8.0. Measured 60-100x "
+                        "slower than fp32 on an AVX2-only CPU. Without it: one warning, then fp32.")
+
+
+def add_precision_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str, note: str,
+                           force: bool = True) -> None:
+    """--precision, and (`force`) --force to keep a low precision the machine only emulates."""
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=default,
                    help="Inference precision. auto: the fastest one measured to stay within 40 dB PSNR of fp32 "
-                        f"on this device; bf16/fp16 run convolutions in that type. {note}.")
+                        "on this device; bf16/fp16 run convolutions in that type, or fp32 (one warning) where "
+                        f"the machine only emulates it (--force keeps it). {note}.")
+    if force:
+        add_force_argument(p)
+
+
+def add_fp16_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, note: str, force: bool = True) -> None:
+    """--fp16 (training), and (`force`) --force to keep bf16 autocast where it is emulated."""
+    p.add_argument("--fp16", action="store_true",
+                   help=f"Mixed precision{note}: fp16 + GradScaler on CUDA, bf16 autocast on CPU. Trains in fp32 "
+                        "(one warning) where bf16 is emulated, i.e. a CPU without avx512_bf16/amx_bf16 (--force "
+                        "keeps it).")
+    if force:
+        add_force_argument(p)
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +71,7 @@ def _run_infer(args: argparse.Namespace) -> None:
     run_inference(InferOptions(
         config=args.config, ckpt=args.ckpt, data_root=args.data, save_dir=args.out, fps=args.fps,
         batch_size=args.batch_size, device=args.device, write_video=not args.no_video, evaluate=args.eval,
-        precision=args.precision))
+        precision=args.precision, force=args.force))
 
 
 def _add_sample_data(sub: argparse._SubParsersAction) -> None:
@@ -92,10 +115,10 @@ def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: in
 
     return TrainOptions(
         config=args.config, stage=stage, out_dir=args.out_dir, resume=args.resume, init_ckpt=init_ckpt,
-        warp_ckpt=args.warp_ckpt, data_root=args.data_root, mixed_precision=args.fp16, device=args.device,
-        max_steps=args.max_steps, epochs=args.epochs, batch_size=batch_size, ckpt_every=args.ckpt_every,
-        log_every=args.log_every, image_every=args.image_every, vgg19=args.vgg19, random_vgg=args.random_vgg,
-        skip_bad=args.skip_bad, val_data=args.val_data, num_workers=args.num_workers)
+        warp_ckpt=args.warp_ckpt, data_root=args.data_root, mixed_precision=args.fp16, force=args.force,
+        device=args.device, max_steps=args.max_steps, epochs=args.epochs, batch_size=batch_size,
+        ckpt_every=args.ckpt_every, log_every=args.log_every, image_every=args.image_every, vgg19=args.vgg19,
+        random_vgg=args.random_vgg, skip_bad=args.skip_bad, val_data=args.val_data, num_workers=args.num_workers)
 
 
 def meta_options_from_args(args: argparse.Namespace, ckpt: str | None, remove_sn: bool):
@@ -103,9 +126,9 @@ def meta_options_from_args(args: argparse.Namespace, ckpt: str | None, remove_sn
 
     return MetaTrainOptions(
         config=args.config, ckpt=ckpt, remove_sn=remove_sn, out_dir=args.out_dir, resume=args.resume,
-        data_root=args.data_root, device=args.device, mixed_precision=args.fp16, max_steps=args.max_steps,
-        epochs=args.epochs, ckpt_every=args.ckpt_every, log_every=args.log_every, vgg19=args.vgg19,
-        random_vgg=args.random_vgg)
+        data_root=args.data_root, device=args.device, mixed_precision=args.fp16, force=args.force,
+        max_steps=args.max_steps, epochs=args.epochs, ckpt_every=args.ckpt_every, log_every=args.log_every,
+        vgg19=args.vgg19, random_vgg=args.random_vgg)
 
 
 def _add_meta_train(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +136,7 @@ def _add_meta_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="Meta-training YAML (official schema).")
     p.add_argument("--ckpt", default=None, help="Full-stage checkpoint to start from.")
     p.add_argument("--remove-sn", action="store_true", help="Fold spectral norm into plain weights first.")
-    p.add_argument("--fp16", action="store_true", help="Mixed precision in the inner loop.")
+    add_fp16_argument(p, " in the inner loop")
     add_train_arguments(p)
     p.set_defaults(handler=_run_meta_train)
 
@@ -140,6 +163,7 @@ def _add_personalize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19.")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    add_fp16_argument(p, "")
     p.set_defaults(handler=_run_personalize)
 
 
@@ -149,14 +173,14 @@ def _run_personalize(args: argparse.Namespace) -> None:
     run_personalize(PersonalizeOptions(
         ckpt=args.ckpt, data=args.data, out=args.out, steps=args.steps, seconds=args.seconds, config=args.config,
         holdout=args.holdout, batch_size=args.batch_size, lr=args.lr, vgg19=args.vgg19, random_vgg=args.random_vgg,
-        device=args.device, seed=args.seed))
+        device=args.device, seed=args.seed, mixed_precision=args.fp16, force=args.force))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="Pretrain the base model: the warp stage, then the full stage.")
     p.add_argument("--config", required=True, help="Training YAML (official schema).")
     p.add_argument("--stage", choices=["warp", "full"], required=True)
-    p.add_argument("--fp16", action="store_true", help="Mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU.")
+    add_fp16_argument(p, "")
     p.add_argument("--batch-size", type=int, default=None, help="Global batch (overrides train.batch_size).")
     p.add_argument("--init", dest="init_ckpt", default=None, help="Start from this checkpoint's weights.")
     add_train_arguments(p)
@@ -197,7 +221,7 @@ def _run_enhance(args: argparse.Namespace) -> None:
     run_enhance(EnhanceOptions(
         input=args.input, ckpt=args.ckpt, out=args.out, window=args.window, overlap=args.overlap,
         batch_size=args.batch_size, chunking=args.chunking, device=args.device, weights=args.weights,
-        fps=args.fps, precision=args.precision))
+        fps=args.fps, precision=args.precision, force=args.force))
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -376,7 +400,7 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19 for the losses.")
     p.add_argument("--lpips-alexnet", default=None, help="AlexNet weights for the LPIPS validation metric.")
     p.add_argument("--lpips-lin", default=None, help="LPIPS v0.1 linear layers (alex.pth).")
-    p.add_argument("--fp16", action="store_true", help="Mixed precision (fp16 on CUDA, bf16 on CPU).")
+    add_fp16_argument(p, "")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (num_worker_per_gpu).")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     p.set_defaults(handler=_run_train_sr)
@@ -391,7 +415,7 @@ def _run_train_sr(args: argparse.Namespace) -> None:
         total_iter=args.total_iter, batch_size=args.batch_size, ckpt_every=args.ckpt_every,
         log_every=args.log_every, image_every=args.image_every, val_every=args.val_every, vgg19=args.vgg19,
         random_vgg=args.random_vgg, lpips_alexnet=args.lpips_alexnet, lpips_lin=args.lpips_lin,
-        mixed_precision=args.fp16, num_workers=args.num_workers, device=args.device))
+        mixed_precision=args.fp16, force=args.force, num_workers=args.num_workers, device=args.device))
 
 
 def _add_make_sr_data(sub: argparse._SubParsersAction) -> None:
@@ -455,7 +479,7 @@ def _run_animate(args: argparse.Namespace) -> None:
         source=args.source, driving=args.driving, out=args.out, ckpt=args.ckpt, config=args.config,
         relative=not args.absolute, find_best_frame=args.find_best_frame, crop_only=args.crop_only,
         batch_size=args.batch_size, personalize=args.personalize, vgg19=args.vgg19, enhance=args.enhance,
-        sr_ckpt=args.sr_ckpt, precision=args.precision, device=args.device, render=args.render))
+        sr_ckpt=args.sr_ckpt, precision=args.precision, force=args.force, device=args.device, render=args.render))
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -497,7 +521,8 @@ def _run_demo(args: argparse.Namespace) -> None:
     from talkingface.recipes.demo import DemoOptions, run_demo
 
     result = run_demo(DemoOptions(out=args.out, source=args.source, driving=args.driving, ckpt=args.ckpt,
-                                  precision=args.precision, device=args.device, render=args.render))
+                                  precision=args.precision, force=args.force, device=args.device,
+                                  render=args.render))
     print(f"Demo video: {result.out}")
 
 
@@ -585,6 +610,12 @@ def run_guarded(fn: Callable[[], None], debug: bool, prog: str = "talkingface") 
     except Exception as e:  # noqa: BLE001 - last resort: one line, never a bare traceback
         if debug:
             raise
+        # an OSError with a path or a cause the user can fix (a full disk, a read-only folder, a file
+        # where a folder belongs) is a user error
+        line = describe_os_error(e) if isinstance(e, OSError) else None
+        if line is not None:
+            print(f"{prog}: error: {line}", file=sys.stderr)
+            return EXIT_USER_ERROR
         print(f"{prog}: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL_ERROR

@@ -315,6 +315,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"not valid YAML{where}", path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read ({e})", path) from None
+    if data is None:  # nothing but blanks and comments
+        raise ConfigError("empty config file", path)
     return parse_config(data, str(path))
 
 

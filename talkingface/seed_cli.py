@@ -9,7 +9,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from talkingface.cli import add_precision_argument, add_train_arguments, meta_options_from_args, run_guarded, train_options_from_args
+from talkingface.cli import (add_fp16_argument, add_precision_argument, add_train_arguments, meta_options_from_args,
+                             run_guarded, train_options_from_args)
 from talkingface.errors import TalkingFaceError
 
 PROG = "run_talkingface.py"
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=23.98, help="output video frame rate (inference)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=None,
                    help="frames per forward (inference; default 1 at fp32, pixel-exact; 4 at bf16/fp16)")
-    p.add_argument("--fp16", action="store_true", help="mixed precision (training)")
+    add_fp16_argument(p, " (training)", force=False)  # the one --force comes with --precision
     add_precision_argument(p, "fp32", "Inference and --model=metaportraitsr --task Test only; fp32 (default) "
                                       "matches the reference implementation")
     p.add_argument("--stage", default="Full", help="Warp | Full (training)")
@@ -46,7 +47,8 @@ def _run(args: argparse.Namespace) -> None:
         if args.ckpt is None:
             raise TalkingFaceError("--ckpt is required for metaportraitbaseinference")
         run_inference(InferOptions(config=args.config, ckpt=args.ckpt, save_dir=args.save_dir, fps=args.fps,
-                                   batch_size=args.batch_size, device=args.device, precision=args.precision))
+                                   batch_size=args.batch_size, device=args.device, precision=args.precision,
+                                   force=args.force))
     elif model == "metaportraitbasetrain":
         stage, task = args.stage.lower(), args.task.lower()
         if stage not in ("warp", "full"):

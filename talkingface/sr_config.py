@@ -346,6 +346,8 @@ def load_sr_config(path: str | Path) -> SRConfig:
         raise ConfigError(f"not valid YAML{f' (line {mark.line + 1})' if mark else ''}", path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read ({e})", path) from None
+    if data is None:  # nothing but blanks and comments
+        raise ConfigError("empty config file", path)
     return parse_sr_config(data, str(path))
 
 

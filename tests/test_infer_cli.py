@@ -95,12 +95,14 @@ def test_model_equals_spelling_and_batching_give_same_pixels(workdir, monkeypatc
 
 @pytest.mark.parametrize("batch", ["1", "3"])
 def test_seed_inference_bf16_stays_above_40_db(workdir, monkeypatch, batch):
-    """The seed command at --precision bf16 (the inference engine) against the reference path."""
+    """The seed command at --precision bf16 (the inference engine) against the reference path
+    (--force: bf16 even on a CPU that only emulates it, where it would fall back to fp32)."""
     from talkingface.inference import psnr_uint8
 
     monkeypatch.chdir(workdir)
     code = seed_main(["--model=metaportraitbaseinference", "--save_dir", "./out_bf16", "--config", SEED_CONFIG,
-                      "--ckpt", "./saved/ckpt_base.pth.tar", "--batch_size", batch, "--precision", "bf16"])
+                      "--ckpt", "./saved/ckpt_base.pth.tar", "--batch_size", batch, "--precision", "bf16",
+                      "--force"])
     assert code == 0
     expected = reference_path_pixels(workdir)
     got = np.stack([np.asarray(Image.open(workdir / "out_bf16" / "output_64" / n)) for n in expected])

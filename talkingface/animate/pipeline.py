@@ -346,17 +346,18 @@ def source_poses(track: LandmarkTrack, motion: Motion,
 
 # --------------------------------------------------------------------------- rendering
 def prepare_engine(model: torch.nn.Module, device: torch.device, precision: str = "auto",
-                   source: "SourceFace | None" = None, scheme: LandmarkScheme | None = None):
+                   source: "SourceFace | None" = None, scheme: LandmarkScheme | None = None, force: bool = False):
     """The inference engine at `precision`. "auto" picks the fastest precision whose
     render of the source's own pose stays at 40 dB or more against fp32 (so the check is
-    on this model and this face); without a source, the figure measured for the base model."""
+    on this model and this face); without a source, the figure measured for the base model.
+    A precision the device only emulates falls back to fp32 with a warning, unless `force`."""
     from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
 
     check = None
     if precision == "auto" and source is not None and scheme is not None:
         sample = SourceTensors(source, scheme).inputs(source.points[None])
         check = generator_psnr_check(model, sample, device)
-    choice = resolve_precision(precision, device, check)
+    choice = resolve_precision(precision, device, check, force=force)
     print(f"precision {choice.reason}")
     return InferenceEngine.prepare(model, device=device, precision=choice.precision)
 

@@ -118,11 +118,65 @@ class CheckpointMeta:
                                       "use a config that matches the checkpoint", path)
 
 
+# How files torch.save writes begin: a zip archive (the default since torch 1.6) or a pickle.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_MAGIC = b"\x80"
+
+
+def _check_format(path: Path) -> None:
+    """A text file, an image or an empty file is named as such, not as a failed unpickling."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"cannot be read ({(e.strerror or str(e)).lower()})", path) from None
+    if not head:
+        raise CheckpointError("is an empty file, not a PyTorch checkpoint", path)
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC)):
+        raise CheckpointError("not a PyTorch checkpoint (it is neither a zip archive nor a pickle, as files "
+                              "written by torch.save are)", path)
+
+
+def first_non_finite(obj: Any, where: str = "") -> str | None:
+    """The key path ('generator.SPDAE_G.conv_img.weight') of the first floating tensor holding NaN or inf."""
+    if isinstance(obj, torch.Tensor):
+        if (obj.is_floating_point() or obj.is_complex()) and not bool(torch.isfinite(obj).all()):
+            return where or "<tensor>"
+        return None
+    if isinstance(obj, dict):
+        items = ((str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(obj))
+    else:
+        return None
+    for key, value in items:
+        found = first_non_finite(value, f"{where}.{key}" if where else key)
+        if found is not None:
+            return found
+    return None
+
+
+def check_finite(obj: Any, path: str | Path) -> None:
+    """A damaged checkpoint fails here, at load, before NaN reaches a kernel (a NaN sampling grid
+    crashed the process in a backward pass) or renders black frames."""
+    bad = first_non_finite(obj)
+    if bad is None:
+        return
+    top, _, rest = bad.partition(".")
+    where = f"{top} key '{rest}'" if rest else f"'{top}'"
+    raise CheckpointError(f"has non-finite values (NaN/inf) in {where}; the weights are damaged", path)
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """torch.load(weights_only=True) with every failure turned into one clear line."""
+    """torch.load(weights_only=True) with every failure turned into one clear line.
+
+    Every floating tensor in the file must be finite (`check_finite`)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError("is a folder, not a checkpoint file", path)
     if not path.is_file():
         raise CheckpointError("checkpoint file not found", path)
+    _check_format(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
@@ -136,6 +190,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise
     if not isinstance(obj, dict):
         raise CheckpointError(f"not a MetaPortrait checkpoint (a {type(obj).__name__}, expected a dict)", path)
+    check_finite(obj, path)
     return obj
 
 
@@ -146,12 +201,60 @@ def _strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return sd
 
 
-def checkpoint_meta(ckpt: dict[str, Any]) -> CheckpointMeta:
+SR_MODEL_TAG = "temporal_sr"  # talkingface.checkpoints.sr.MODEL_TAG (kept import-light here)
+SR_WEIGHT_KEYS = ("params_ema", "params")
+SR_HINT = "use it with `talkingface enhance --ckpt`, or `animate --enhance --sr-ckpt`"
+
+
+def is_sr_checkpoint(ckpt: dict[str, Any]) -> bool:
+    """A temporal super-resolution file (BasicSR layout, or ours with its model tag)."""
+    meta = ckpt.get(META_KEY)
+    tagged = isinstance(meta, dict) and meta.get("model") == SR_MODEL_TAG
+    return tagged or any(isinstance(ckpt.get(k), dict) for k in SR_WEIGHT_KEYS)
+
+
+def generator_state(ckpt: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's `generator` state dict, or an error that says what the file is instead."""
+    sd = ckpt.get("generator")
+    if sd is None and is_sr_checkpoint(ckpt):
+        raise CheckpointError(f"this is a super-resolution checkpoint, not a base model; {SR_HINT}", path)
+    if sd is None:
+        raise CheckpointError("not a MetaPortrait checkpoint: it has no generator weights (no 'generator' entry; "
+                              f"top-level keys: {_summarise(map(str, ckpt.keys()), 6) or 'none'})", path)
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError("not a MetaPortrait checkpoint: its 'generator' entry is not a state dict of tensors",
+                              path)
+    if not sd:
+        raise CheckpointError("has no generator weights (its 'generator' state dict is empty)", path)
+    return sd
+
+
+def _meta_int(meta: dict[str, Any], key: str, default: int, path: str | Path | None) -> int:
+    value = meta.get(key, default)
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = int(value)
+        except (ValueError, OverflowError):
+            number = None
+        if isinstance(value, float) and number != value:
+            number = None
+    if number is None:
+        raise CheckpointError(f"its metadata has {key}={value!r}, not a whole number; the file is damaged "
+                              "or was edited", path)
+    return number
+
+
+def checkpoint_meta(ckpt: dict[str, Any], path: str | Path | None = None) -> CheckpointMeta:
+    """The generator's landmark scheme, identity size, resolution and config (`path` names the file in errors)."""
     meta = ckpt.get(META_KEY)
     if not isinstance(meta, dict):
         return CheckpointMeta()
+    if meta.get("model") == SR_MODEL_TAG:
+        raise CheckpointError(f"this is a super-resolution checkpoint, not a base model; {SR_HINT}", path)
     return CheckpointMeta(landmark_scheme=str(meta.get("landmark_scheme", "dense669")),
-                          identity_dim=int(meta.get("identity_dim", 256)), resolution=int(meta.get("resolution", 256)),
+                          identity_dim=_meta_int(meta, "identity_dim", 256, path),
+                          resolution=_meta_int(meta, "resolution", 256, path),
                           config=meta.get("config"), official=False)
 
 
@@ -226,15 +329,11 @@ def load_generator(path: str | Path, cfg: Config, map_location: str | torch.devi
     from talkingface.models.build import build_generator
 
     ckpt = read_checkpoint(path)
-    sd = ckpt.get("generator")
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError("not a MetaPortrait checkpoint (no 'generator' state dict; top-level keys: "
-                              f"{_summarise(map(str, ckpt.keys()), 6)})", path)
-    sd = _strip_module_prefix(sd)
+    sd = _strip_module_prefix(generator_state(ckpt, path))
     model = build_generator(cfg, spectral_norm=has_spectral_norm(sd))
     blocks = cfg.model.generator.spade_num_blocks
     _check_is_generator(model, sd, blocks, path)  # another model's file: say so before anything else
-    meta = checkpoint_meta(ckpt)
+    meta = checkpoint_meta(ckpt, path)
     meta.check_matches(cfg, path)
     load_official_state(model, sd, blocks, path, "generator")
     return LoadedGenerator(model.to(map_location), meta, ckpt)

@@ -98,8 +98,9 @@ def read_sr_weights(path: str | Path, which: WeightChoice = "auto") -> tuple[dic
     present = [k for k in WEIGHT_KEYS if isinstance(ckpt.get(k), dict)]
     if not present:
         top = ", ".join(sorted(map(str, ckpt.keys()))[:6]) or "none"
-        raise CheckpointError("not a BasicSR-style super-resolution checkpoint (no 'params_ema' or 'params' "
-                              f"state dict; top-level keys: {top})", path)
+        kind = ("this is a base model checkpoint, not a super-resolution one; " if "generator" in ckpt else "")
+        raise CheckpointError(f"{kind}not a BasicSR-style super-resolution checkpoint (no 'params_ema' or "
+                              f"'params' state dict; top-level keys: {top})", path)
     if which == "auto":
         which = present[0]
     elif which not in WEIGHT_KEYS:

@@ -4,12 +4,14 @@ Importing this package loads nothing heavy beyond torch; see `engine` for the en
 """
 from talkingface.inference.engine import (
     PRECISIONS,
+    EmulatedPrecisionWarning,
     EngineOptions,
     InferenceEngine,
     PrecisionChoice,
     SourceCache,
     choose_precision,
     cpu_flags,
+    fit_precision,
     generator_psnr_check,
     native_precisions,
     psnr_uint8,
@@ -18,12 +20,14 @@ from talkingface.inference.engine import (
 
 __all__ = [
     "PRECISIONS",
+    "EmulatedPrecisionWarning",
     "EngineOptions",
     "InferenceEngine",
     "PrecisionChoice",
     "SourceCache",
     "choose_precision",
     "cpu_flags",
+    "fit_precision",
     "generator_psnr_check",
     "native_precisions",
     "psnr_uint8",

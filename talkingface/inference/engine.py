@@ -21,6 +21,7 @@ identity). `render` returns float32 predictions whatever the precision.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,10 +37,12 @@ from talkingface.inference.precision import (LOW_DTYPES, PRECISIONS, LowPrecisio
                                              lower_conv_precision, lowered_temporarily, psnr_uint8)
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
+from talkingface.utils.finite import precision_hint, require_finite
 
-__all__ = ["PRECISIONS", "EngineOptions", "InferenceEngine", "LowPrecisionConv", "PrecisionChoice", "RenderGraph",
-           "SourceCache", "choose_precision", "cpu_flags", "generator_psnr_check", "resolve_precision",
-           "lower_conv_precision", "native_precisions", "psnr_uint8", "render_batches", "to_uint8"]
+__all__ = ["PRECISIONS", "EmulatedPrecisionWarning", "EngineOptions", "InferenceEngine", "LowPrecisionConv",
+           "PrecisionChoice", "RenderGraph", "SourceCache", "choose_precision", "cpu_flags", "emulation_reason",
+           "fit_precision", "generator_psnr_check", "resolve_precision", "lower_conv_precision", "native_precisions",
+           "psnr_uint8", "render_batches", "to_uint8"]
 
 MIN_PSNR_DB = 40.0
 
@@ -69,7 +72,7 @@ def native_precisions(device: torch.device | str) -> tuple[str, ...]:
     """Low precisions the device computes natively (not emulated), fastest first."""
     device = torch.device(device)
     if device.type == "cuda":
-        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
+        return ("bf16", "fp16") if _cuda_bf16_native(device) else ("fp16",)
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return ()
     flags = cpu_flags()
@@ -80,6 +83,63 @@ def native_precisions(device: torch.device | str) -> tuple[str, ...]:
     if flags & {"avx512_fp16", "amx_fp16"} and torch.ops.mkldnn._is_mkldnn_fp16_supported():
         out.append("fp16")
     return tuple(out)
+
+
+def _cuda_bf16_native(device: torch.device) -> bool:
+    """bf16 in hardware (compute capability 8.0 on): torch's query counts emulation unless told not to."""
+    with torch.cuda.device(device):
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # an older torch: no such argument, and no emulation counted
+            return torch.cuda.is_bf16_supported()
+
+
+class EmulatedPrecisionWarning(UserWarning):
+    """A low precision was asked for on hardware that only emulates it (and runs far slower than fp32)."""
+
+
+# Rough cost of the emulated precisions, measured on an AVX2-only CPU (AMD EPYC: avx2, no
+# AVX-512, no AMX); docs/performance.md. Keyed by (use, device type, precision).
+EMULATION_COST: dict[tuple[str, str, str], str] = {
+    ("inference", "cpu", "bf16"): "measured 60-100x slower than fp32 on an AVX2-only CPU",
+    ("inference", "cpu", "fp16"): "measured about 100x slower than fp32 per convolution on an AVX2-only CPU",
+    ("training", "cpu", "bf16"): "measured about 30x slower than fp32 per training step on an AVX2-only CPU",
+    ("inference", "cuda", "bf16"): "no bf16 units before compute capability 8.0 (cost not measured)",
+}
+
+
+def emulation_reason(precision: str, device: torch.device | str) -> str | None:
+    """Why `device` only emulates `precision`; None where it is native, fp32, or a device type
+    (neither CPU nor CUDA) this cannot judge."""
+    device = torch.device(device)
+    if precision == "fp32" or device.type not in ("cpu", "cuda") or precision in native_precisions(device):
+        return None
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{precision} is emulated on this GPU (compute capability {major}.{minor})"
+    if not torch.backends.mkldnn.is_available():
+        return f"{precision} is emulated on CPU by this PyTorch (built without oneDNN)"
+    needed = ("avx512_bf16", "amx_bf16") if precision == "bf16" else ("avx512_fp16", "amx_fp16")
+    if cpu_flags() & set(needed):  # the CPU has them, this PyTorch's oneDNN does not use them
+        return f"{precision} is emulated on this CPU by this PyTorch's oneDNN"
+    return f"{precision} is emulated on this CPU (no {'/'.join(needed)})"
+
+
+def fit_precision(requested: str, device: torch.device | str, force: bool = False, use: str = "inference",
+                  warn: bool = True) -> str:
+    """`requested`, or "fp32" where `device` only emulates it, with one `EmulatedPrecisionWarning`
+    giving the measured cost (`warn`: False on all but one rank). `force` keeps the requested
+    precision (still warned). `use` is "inference" or "training" (which cost to quote)."""
+    check_precision(requested)
+    reason = emulation_reason(requested, device)
+    if reason is None:
+        return requested
+    cost = EMULATION_COST.get((use, torch.device(device).type, requested), "cost not measured")
+    verb = "running" if use == "inference" else "training"
+    action = f"keeping {requested} (--force)" if force else f"{verb} in fp32 (--force keeps {requested})"
+    if warn:
+        warnings.warn(f"{reason}: {cost}; {action}", EmulatedPrecisionWarning, stacklevel=2)
+    return requested if force else "fp32"
 
 
 # --------------------------------------------------------------------------- precision choice
@@ -116,11 +176,14 @@ def choose_precision(device: torch.device | str, check: Callable[[str], float] |
 
 
 def resolve_precision(requested: str, device: torch.device | str, check: Callable[[str], float] | None = None,
-                      model: str = "base") -> PrecisionChoice:
-    """`requested` as given (fp32, bf16, fp16), or for "auto" the `choose_precision` pick."""
+                      model: str = "base", force: bool = False) -> PrecisionChoice:
+    """For "auto" the `choose_precision` pick; else `requested` (fp32, bf16, fp16), or fp32 with
+    one warning where the device only emulates it (`fit_precision`; `force` keeps it)."""
     if requested == "auto":
         return choose_precision(device, check, model=model)
-    check_precision(requested)
+    precision = fit_precision(requested, device, force)
+    if precision != requested:
+        return PrecisionChoice(precision, f"{precision}: {requested} is emulated on this {torch.device(device).type}")
     return PrecisionChoice(requested, f"{requested}: as requested")
 
 
@@ -275,6 +338,7 @@ class InferenceEngine:
         if compiled and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
         out = graph(features, *tensors)
+        require_finite((out[0] if isinstance(out, tuple) else out)[:batch], hint=precision_hint(self.precision))
         if isinstance(out, tuple):
             return tuple(t[:batch] for t in out)
         prediction = out[:batch]

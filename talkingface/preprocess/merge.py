@@ -24,6 +24,7 @@ from talkingface.errors import DataError
 from talkingface.preprocess.store import FORMAT, FORMAT_VERSION
 from talkingface.preprocess.validate import detect_scheme
 from talkingface.utils.atomic import atomic_dir
+from talkingface.utils.paths import refuse_overwrite
 
 SOURCE_SUFFIXES = (".png", "_ldmk.npy", "_theta.npy", "_id.npy")
 
@@ -75,12 +76,10 @@ def merge_datasets(inputs: list[Path], out: Path, force: bool = False, link: boo
     if not inputs:
         raise DataError("merge-data needs at least one dataset")
     out = Path(out)
-    resolved_out = out.resolve()
+    refuse_overwrite(out, inputs, nested=True)  # (--force replaces --out: an input inside it would go too)
     for root in inputs:
         if not root.is_dir():
             raise DataError("dataset folder not found", root)
-        if root.resolve() == resolved_out:
-            raise DataError("--out must be a new folder, not one of the inputs", out)
         read_source_map(root)  # fails early, naming the file, on a dataset without a readable map
     if out.exists() and not force:
         raise DataError("already exists (use --force to replace it)", out)

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from talkingface.errors import CheckpointError, ConfigError, DataError
+from talkingface.utils.paths import refuse_overwrite
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "bundled_64.pth.tar"
 OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 and AAC
@@ -43,6 +44,7 @@ class AnimateOptions:
     sr_ckpt: str | None = None
     device: str = "auto"
     precision: str = "auto"  # fp32, bf16, fp16, or auto: the fastest that stays >= 40 dB PSNR against fp32
+    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
     feather: float = 0.1  # paste-back blend band, fraction of the crop side
     smooth: bool = True  # temporal smoothing of the driving landmarks
     vgg19: str | None = None  # --personalize: VGG19 weights for the perceptual loss
@@ -99,9 +101,7 @@ def _check_options(opts: AnimateOptions) -> tuple[Path, Path, Path]:
         raise DataError(f"output must be a video file ({', '.join(sorted(OUTPUT_EXTENSIONS))})", out)
     if out.is_dir():
         raise DataError("output is a folder; give a video file path", out)
-    for path in (source, driving):
-        if out.exists() and out.resolve() == path.resolve():
-            raise DataError("output would overwrite an input", out)
+    refuse_overwrite(out, source, driving, opts.ckpt, opts.sr_ckpt, opts.config)
     return source, driving, out
 
 
@@ -119,14 +119,14 @@ def _personalize(opts: AnimateOptions, ckpt: Path, source: Path, workdir: Path) 
     return result.checkpoint
 
 
-def _enhancer(sr_ckpt: str, device, precision: str = "auto"):
+def _enhancer(sr_ckpt: str, device, precision: str = "auto", force: bool = False):
     """A crops -> super-resolved crops stream function (loaded now, to fail before any work)."""
     from talkingface.checkpoints.sr import load_temporal_sr
     from talkingface.inference import resolve_precision
     from talkingface.inference.sr import prepare_sr
     from talkingface.recipes.enhance import InputResizedWarning, iter_planned, plan_windows, to_tensor, to_uint8
 
-    choice = resolve_precision(precision, device, model="sr")
+    choice = resolve_precision(precision, device, model="sr", force=force)
     model = prepare_sr(load_temporal_sr(sr_ckpt), device, choice.precision)
     print(f"super-resolution precision {choice.reason}")
     plan = plan_windows(model)
@@ -193,8 +193,7 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
     from talkingface.animate.motion import motion_transfer
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
                                               map_crops, output_frames, prepare_engine, reference_frame,
-                                              render_crops,
-                                              settings_for_model, source_poses)
+                                              render_crops, settings_for_model, source_poses)
     from talkingface.checkpoints.official import load_generator
     from talkingface.recipes.personalize import config_for_checkpoint
     from talkingface.utils.device import resolve_device
@@ -214,7 +213,8 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
                                   crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
                                   smooth=opts.smooth, render=opts.render)
 
-    enhance = _enhancer(opts.sr_ckpt, device, opts.precision) if opts.enhance else None  # a bad file fails now
+    # a bad file fails now
+    enhance = _enhancer(opts.sr_ckpt, device, opts.precision, opts.force) if opts.enhance else None
 
     # Faces before the slow steps (personalisation, model loads): a missing face fails in seconds.
     source = load_source(source_path, settings)
@@ -227,7 +227,8 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
                 ckpt = _personalize(opts, ckpt, source_path, Path(work))
             model = load_generator(ckpt, cfg).model  # personalised weights stay in memory; the file goes
         scheme = model_scheme(cfg)
-        renderer = CropRenderer(prepare_engine(model, device, opts.precision, source, scheme), source, scheme)
+        renderer = CropRenderer(prepare_engine(model, device, opts.precision, source, scheme, force=opts.force),
+                                source, scheme)
 
         reference = reference_frame(track, source.points, settings.find_best_frame)
         def motion_from(driving_points):

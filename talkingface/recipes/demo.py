@@ -28,6 +28,7 @@ class DemoOptions:
     driving: str | None = None  # default: DEMO_DRIVING
     ckpt: str | None = None  # default: the bundled model
     precision: str = "auto"
+    force: bool = False  # keep a bf16 / fp16 the device only emulates
     device: str = "auto"
     render: str = "full"  # full-resolution rendering, or "model" (the model's output upsampled)
 
@@ -52,4 +53,5 @@ def run_demo(opts: DemoOptions) -> AnimateResult:
             Image.fromarray(demo_portrait()).save(source)
         print(f"Demo: animating {'the Grace Hopper portrait' if opts.source is None else source} with {driving}")
         return run_animate(AnimateOptions(source=source, driving=str(driving), out=opts.out, ckpt=opts.ckpt,
-                                          precision=opts.precision, device=opts.device, render=opts.render))
+                                          precision=opts.precision, force=opts.force, device=opts.device,
+                                          render=opts.render))

@@ -31,6 +31,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from talkingface.errors import DataError, TalkingFaceError
+from talkingface.utils.finite import require_finite
+from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.png import save_png
 
 Chunking = Literal["overlap", "reference"]
@@ -122,6 +124,8 @@ def iter_planned(model, frames: Iterable[torch.Tensor], plan: WindowPlan, batch_
         clips = torch.stack([torch.stack(buffer[lo - base:hi - base]) for lo, _, _, hi in group])  # G x T x 3 x H x W
         with torch.inference_mode():
             out = model(clips.to(device, torch.float32)).cpu()  # G x T x 3 x 2H x 2W
+        require_finite(out, "the super-resolution output", "; the weights or the inputs are damaged, or a "
+                                                          "low --precision overflowed")
         for g, (lo, start, stop, _) in enumerate(group):
             yield from out[g, start - lo:stop - lo]
 
@@ -286,6 +290,7 @@ class EnhanceOptions:
     weights: str = "auto"  # params_ema (preferred by auto) or params
     fps: float = 25.0  # output frame rate for a frames-folder input written as video
     precision: str = "auto"  # fp32, bf16, fp16, or auto: the fastest measured to stay >= 40 dB (docs/performance.md)
+    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
 
 
 @dataclass
@@ -307,6 +312,7 @@ def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     if opts.batch_size < 1:
         raise TalkingFaceError(f"batch size must be >= 1, got {opts.batch_size}")
     out = Path(opts.out)
+    refuse_overwrite(out, opts.input, opts.ckpt)
     to_video = out.suffix.lower() in VIDEO_EXTENSIONS
     if out.exists() and (out.is_dir() == to_video):
         raise DataError("output exists and is " + ("a folder" if to_video else "a file") +
@@ -314,7 +320,7 @@ def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     clip = inspect_input(opts.input)  # input errors before the (slow) checkpoint load
     device = resolve_device(opts.device)
     model = load_temporal_sr(opts.ckpt, which=opts.weights).eval().to(device)  # type: ignore[arg-type]
-    choice = resolve_precision(opts.precision, device, model="sr")
+    choice = resolve_precision(opts.precision, device, model="sr", force=opts.force)
     model = prepare_sr(model, device, choice.precision)
     plan = plan_windows(model, opts.window, opts.overlap, opts.chunking)
     print(f"Super-resolving {clip.path} ({clip.count or 'unknown number of'} frames) on {device}: "

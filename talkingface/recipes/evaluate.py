@@ -27,6 +27,7 @@ from talkingface.metrics.report import (format_summary, plot_frame_metrics, side
                                         write_summary_json)
 from talkingface.metrics.suite import EvaluationSummary, FrameEvaluator, MetricOptions, paired_frames
 from talkingface.utils.device import resolve_device
+from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video, write_video
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -135,6 +136,9 @@ def metric_options(opts: EvaluateOptions) -> tuple[MetricOptions, dict[str, str]
 
 def run_evaluate(opts: EvaluateOptions) -> EvaluateResult:
     start = time.perf_counter()
+    inputs = (opts.pred, opts.gt, opts.source, opts.arcface, opts.lpips_alexnet, opts.lpips_lin, opts.inception)
+    for written in ("", FRAMES_CSV, SUMMARY_JSON, PLOT_PNG, SIDE_BY_SIDE):  # the folder and each report file
+        refuse_overwrite(Path(opts.out) / written, inputs)
     pred, gt = open_frames(opts.pred), open_frames(opts.gt)
     if pred.count is not None and gt.count is not None and pred.count != gt.count:
         raise DataError(f"frame counts differ: the prediction {pred.path} has {pred.count} frames, "

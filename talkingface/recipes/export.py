@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint, save_checkpoint
 from talkingface.errors import CheckpointError, TalkingFaceError
+from talkingface.utils.paths import refuse_overwrite
 
 if TYPE_CHECKING:
     from talkingface.inference.onnx import OnnxExport
@@ -30,16 +31,24 @@ def export_generator(ckpt: str, out: str, config: str | None = None) -> ExportRe
     from talkingface.recipes.personalize import config_for_checkpoint
 
     src, dst = Path(ckpt), Path(out)
-    if src.resolve() == dst.resolve():
-        raise CheckpointError("export would overwrite its input; choose another --out", dst)
+    refuse_overwrite(dst, src, config)
     cfg = config_for_checkpoint(str(src), config)
-    epoch = int(read_checkpoint(src).get("epoch", 0))
-    model = load_generator(src, cfg).model
-    save_checkpoint(dst, cfg, model, epoch=epoch)
-    checkpoint_meta(read_checkpoint(dst))  # the written file reads back with its metadata
+    loaded = load_generator(src, cfg)
+    model = loaded.model
+    save_checkpoint(dst, cfg, model, epoch=_epoch(loaded.checkpoint, src))
+    checkpoint_meta(read_checkpoint(dst), dst)  # the written file reads back with its metadata
     result = ExportResult(dst, sum(p.numel() for p in model.parameters()), dst.stat().st_size / 2 ** 20)
     print(f"Wrote {dst}: generator only, {result.parameters / 1e6:.2f} M parameters, {result.megabytes:.1f} MB")
     return result
+
+
+def _epoch(ckpt: dict, path: Path) -> int:
+    value = ckpt.get("epoch", 0)
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise CheckpointError(f"its 'epoch' entry is {value!r}, not a whole number; the file is damaged or "
+                              "was edited", path) from None
 
 
 def export_onnx_graphs(ckpt: str, out: str, config: str | None = None) -> OnnxExport:
@@ -51,6 +60,8 @@ def export_onnx_graphs(ckpt: str, out: str, config: str | None = None) -> OnnxEx
     if dst.suffix != ".onnx":
         raise TalkingFaceError("--onnx names a .onnx file (the source encoder is written beside it as "
                                f"{encoder_path(dst.with_suffix('.onnx')).name})", dst)
+    for written in (dst, encoder_path(dst)):
+        refuse_overwrite(written, src, config)
     for module in ("onnx", "onnxscript", "onnxruntime"):  # before the slow part, not after it
         require_extra(module)
     cfg = config_for_checkpoint(str(src), config)

@@ -30,6 +30,8 @@ from talkingface.landmarks.scheme import get_scheme
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.device import resolve_device
+from talkingface.utils.finite import precision_hint, require_finite
+from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.png import save_png
 from talkingface.utils.video import write_video
 
@@ -52,6 +54,7 @@ class InferOptions:
     write_video: bool = True
     evaluate: bool = False  # score the reconstruction against the driving frames (report in save_dir/eval)
     precision: str = "fp32"  # fp32 (exact), bf16, fp16 or auto (the fastest measured to stay >= 40 dB)
+    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
 
 
 @dataclass
@@ -100,6 +103,7 @@ def iter_reconstruct(model, dataset: OfficialDataset, batch_size: int, device: t
                     prediction = engine.render(x, features)
                 else:
                     prediction = model.forward_refine(x, model.forward_warp(x), source_features=features)
+                    require_finite(prediction, hint=precision_hint("fp32"))  # (the engine checks its own)
             yield batch["index"].tolist(), to_uint8(prediction)
             bar.update(len(ids))
 
@@ -118,6 +122,9 @@ def reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.
 def run_inference(opts: InferOptions) -> InferResult:
     start = time.perf_counter()
     cfg = load_config(opts.config)
+    save_dir, size = Path(opts.save_dir), cfg.resolution[0]
+    for written in (save_dir, save_dir / f"output_{size}", save_dir / f"out_{size}.mp4"):
+        refuse_overwrite(written, opts.ckpt, opts.config, opts.data_root or cfg.dataset.data_block().root)
     if not Path(opts.ckpt).is_file():
         raise CheckpointError(f"checkpoint not found; {OFFICIAL_CKPT_HINT}", opts.ckpt)
     device = resolve_device(opts.device)
@@ -125,12 +132,10 @@ def run_inference(opts: InferOptions) -> InferResult:
     model = fold_spectral_norm(loaded.model).eval().to(device)
     dataset = open_dataset(cfg, opts.data_root or cfg.dataset.data_block().root)
     engine = None
-    choice = resolve_precision(opts.precision, device)
+    choice = resolve_precision(opts.precision, device, force=opts.force)
     if choice.precision != "fp32":
         engine = InferenceEngine.prepare(model, device, choice.precision)
     print(f"precision {choice.reason}")
-    size = cfg.resolution[0]
-    save_dir = Path(opts.save_dir)
     frames_dir = save_dir / f"output_{size}"
     frames_dir.mkdir(parents=True, exist_ok=True)
     print(f"Reconstructing {len(dataset)} frames of {len(dataset.identities)} identities from {dataset.root} "

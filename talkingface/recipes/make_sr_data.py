@@ -35,6 +35,7 @@ from talkingface.data.official import Frame, read_source_map, scan_frames
 from talkingface.data.sr_clips import image_size, read_rgb
 from talkingface.errors import CheckpointError, DataError, TalkingFaceError
 from talkingface.utils.atomic import atomic_path
+from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.png import save_png
 
 MANIFEST = "sr_data.json"
@@ -168,8 +169,7 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
         raise TalkingFaceError("--ckpt needs --config, the base model's config")
     if opts.batch_size < 1:
         raise TalkingFaceError(f"batch size must be >= 1, got {opts.batch_size}")
-    if root.resolve() == out.resolve():
-        raise TalkingFaceError("--out must differ from --data")
+    refuse_overwrite(out, root, opts.ckpt, opts.config)
     frames = list_frames(root)
     gt_side = _gt_side(frames)
     mode = "base-model" if opts.ckpt else "degrade"

@@ -21,24 +21,25 @@ import yaml
 from tqdm import tqdm
 
 from talkingface.checkpoints.official import (
-    checkpoint_meta, has_spectral_norm, load_official_state, read_checkpoint, save_checkpoint)
+    checkpoint_meta, generator_state, has_spectral_norm, load_official_state, read_checkpoint, save_checkpoint)
 from talkingface.config import Config, load_config
 from talkingface.data.meta import MetaTaskDataset, TaskSpec, split_support
 from talkingface.data.official import OfficialDataset
-from talkingface.errors import CheckpointError
+from talkingface.errors import CheckpointError, TrainingError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.build import build_discriminator, build_generator
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.training.adaptation import AdaptSettings, adapt
 from talkingface.training.checkpointing import checkpoint_name, remove_partials
-from talkingface.training.common import find_resume, gather_rng, load_vgg, seed_everything
+from talkingface.training.common import find_resume, gather_rng, load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.training.distributed import DistInfo, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
 from talkingface.training.state import restore_rng
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.paths import refuse_overwrite
 
 
 @dataclass
@@ -50,7 +51,8 @@ class MetaTrainOptions:
     resume: str | None = None  # a checkpoint path or "auto"
     data_root: str | None = None
     device: str = "auto"
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # --fp16: autocast in the inner loop (`mixed_precision_dtype`)
+    force: bool = False  # keep it even where the device only emulates it
     max_steps: int | None = None
     epochs: int | None = None
     ckpt_every: int | None = None
@@ -69,11 +71,11 @@ class MetaTrainResult:
     discriminator: torch.nn.Module | None = None
 
 
-def inner_settings(cfg: Config, mixed_precision: bool = False) -> AdaptSettings:
+def inner_settings(cfg: Config, autocast_dtype: torch.dtype | None = None) -> AdaptSettings:
     t = cfg.train
     return AdaptSettings(lr_generator=t.inner_lr_generator, lr_discriminator=t.inner_lr_discriminator,
                          warp_factor=t.inner_warplr_tune, betas=(t.inner_beta_1, t.inner_beta_2),
-                         mixed_precision=mixed_precision)
+                         autocast_dtype=autocast_dtype)
 
 
 def support_batches(support: dict, meta_batch_size: int):
@@ -104,15 +106,16 @@ def run_meta_training(opts: MetaTrainOptions) -> MetaTrainResult:
 def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info: DistInfo) -> MetaTrainResult:
     main, t, d = info.is_main, cfg.train, cfg.dataset
     out_dir = Path(opts.out_dir or Path("saved") / "ckpt_meta_train" / cfg.general.exp_name)
+    refuse_overwrite(out_dir, opts.ckpt, opts.config, opts.data_root,
+                     None if opts.resume in (None, "auto") else opts.resume)
     use_gan = t.loss_weights.generator_gan != 0
     blocks = cfg.model.generator.spade_num_blocks
 
     start_ckpt = None
     if opts.ckpt:
         start_ckpt = read_checkpoint(opts.ckpt)
-        checkpoint_meta(start_ckpt).check_matches(cfg, opts.ckpt)
-        if not isinstance(start_ckpt.get("generator"), dict):
-            raise CheckpointError("not a MetaPortrait checkpoint (no 'generator')", opts.ckpt)
+        generator_state(start_ckpt, opts.ckpt)
+        checkpoint_meta(start_ckpt, opts.ckpt).check_matches(cfg, opts.ckpt)
     seed_everything(cfg.general.random_seed)
     vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main) if sum(cfg.train.loss_weights.perceptual) else None
     frames = OfficialDataset(opts.data_root or d.data_block().root, get_scheme(cfg.model.landmark_scheme),
@@ -166,7 +169,7 @@ def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info:
 
     criterion = MetaPortraitLoss(t.loss_weights, t.scales, vgg, cfg.model.common.num_channels,
                                  discriminator.spec.scales).to(device)
-    settings = inner_settings(cfg, opts.mixed_precision)
+    settings = inner_settings(cfg, mixed_precision_dtype(device, opts.mixed_precision, opts.force, warn=main))
     sampler = torch.utils.data.DistributedSampler(tasks, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                                   seed=cfg.general.random_seed)
     per_epoch = math.ceil(len(tasks) / info.world_size)
@@ -199,8 +202,12 @@ def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info:
             for support, _target in task:
                 fast_g = copy.deepcopy(generator)
                 fast_d = copy.deepcopy(discriminator) if use_gan else None
-                steps = adapt(fast_g, criterion, support_batches(support, d.meta_batch_size), device, settings,
-                              steps=d.inner_update_steps, discriminator=fast_d)
+                try:
+                    steps = adapt(fast_g, criterion, support_batches(support, d.meta_batch_size), device, settings,
+                                  steps=d.inner_update_steps, discriminator=fast_d)
+                except TrainingError as e:  # name the outer iteration too
+                    raise TrainingError(f"meta-training iteration {iteration + 1}, inner loop: {e.message}. Last "
+                                        f"good checkpoint: {last_ckpt or 'none written yet'}") from None
                 for acc, p, q in zip(meta_g, generator.parameters(), fast_g.parameters()):
                     acc += (p.detach() - q.detach()) / len(task)
                 if use_gan:

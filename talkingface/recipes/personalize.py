@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint, save_checkpoint
+from talkingface.checkpoints.official import (checkpoint_meta, generator_state, load_generator, read_checkpoint,
+                                              save_checkpoint)
 from talkingface.config import Config, load_config, parse_config
 from talkingface.data.official import OfficialDataset
 from talkingface.errors import ConfigError, DataError
@@ -27,9 +28,10 @@ from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.recipes.infer import batch_inputs
 from talkingface.training.adaptation import AdaptSettings, adapt
-from talkingface.training.common import load_vgg, seed_everything
+from talkingface.training.common import load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import VIDEO_EXTENSIONS
 
 DEFAULT_OFFICIAL_CONFIG = (Path(__file__).resolve().parents[1] / "properties" / "model" /
@@ -51,6 +53,8 @@ class PersonalizeOptions:
     random_vgg: bool = False
     device: str = "auto"
     seed: int = 0
+    mixed_precision: bool = False  # --fp16: autocast (`mixed_precision_dtype`)
+    force: bool = False  # keep it even where the device only emulates it
 
 
 @dataclass
@@ -65,9 +69,11 @@ class PersonalizeResult:
 
 def config_for_checkpoint(ckpt_path: str, explicit: str | None) -> Config:
     """The config a checkpoint was trained with (stored in files we write), unless one is given."""
+    ckpt = read_checkpoint(ckpt_path)
+    generator_state(ckpt, ckpt_path)  # what the file is (no generator, a super-resolution model) before its config
+    meta = checkpoint_meta(ckpt, ckpt_path)
     if explicit:
         return load_config(explicit)
-    meta = checkpoint_meta(read_checkpoint(ckpt_path))
     if meta.config is not None:
         return parse_config(meta.config, f"{ckpt_path} (stored config)")
     return load_config(DEFAULT_OFFICIAL_CONFIG)
@@ -134,6 +140,11 @@ def person_dataset(data: str, cfg: Config):
 def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
     if opts.steps is None and opts.seconds is None:
         raise ConfigError("give --steps N or --seconds S")
+    out = Path(opts.out)
+    curve_csv, curve_png = out.with_name(out.name.split(".")[0] + "_loss.csv"), out.with_name(
+        out.name.split(".")[0] + "_loss.png")
+    for written in (out, curve_csv, curve_png):
+        refuse_overwrite(written, opts.ckpt, opts.data, opts.config)
     cfg = config_for_checkpoint(opts.ckpt, opts.config)
     device = resolve_device(opts.device)
     seed_everything(opts.seed)
@@ -144,10 +155,8 @@ def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
     vgg = load_vgg(opts.vgg19, opts.random_vgg, device) if sum(weights.perceptual) else None
     criterion = MetaPortraitLoss(weights, t.scales, vgg, cfg.model.common.num_channels).to(device)
     settings = AdaptSettings(lr_generator=opts.lr or t.inner_lr_generator, warp_factor=t.inner_warplr_tune,
-                             betas=(t.inner_beta_1, t.inner_beta_2))
-    out = Path(opts.out)
-    curve_csv, curve_png = out.with_name(out.name.split(".")[0] + "_loss.csv"), out.with_name(
-        out.name.split(".")[0] + "_loss.png")
+                             betas=(t.inner_beta_1, t.inner_beta_2),
+                             autocast_dtype=mixed_precision_dtype(device, opts.mixed_precision, opts.force))
     with person_dataset(opts.data, cfg) as dataset:
         held = heldout_indices(len(dataset), opts.holdout)
         train = [i for i in range(len(dataset)) if i not in set(held)]

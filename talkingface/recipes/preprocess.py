@@ -19,6 +19,7 @@ from talkingface.preprocess.identity import IDENTITY_DIM
 from talkingface.preprocess.pipeline import SCHEME, VideoResult, VideoSettings, process_input
 from talkingface.preprocess.sources import InputItem, Shard, expand_inputs
 from talkingface.preprocess.store import DatasetStore
+from talkingface.utils.paths import refuse_overwrite
 
 
 @dataclass
@@ -155,6 +156,8 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
         raise DataError("--workers must be 1 or more")
     if not opts.inputs:
         raise DataError("no inputs given")
+    # nested: input folders are searched recursively, so a dataset inside one would be read as input next time
+    refuse_overwrite(opts.out, opts.inputs, opts.config, nested=True)
     items = expand_inputs(opts.inputs)
     if opts.shard is not None:
         shard = Shard.parse(opts.shard)

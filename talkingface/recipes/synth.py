@@ -22,6 +22,7 @@ from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_landma
                                         landmarks_for_scheme, write_synthetic_dataset)
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.utils.paths import refuse_overwrite
 
 # Preprocessing's crop (VideoSettings.crop_expand / crop_offset_y, the reference's values),
 # so synthetic data is framed like preprocessed data.
@@ -109,6 +110,8 @@ def run_synth(opts: SynthOptions) -> SynthResult:
     start = time.perf_counter()
     if not opts.portraits:
         raise DataError("no portraits given")
+    refuse_overwrite(opts.out, opts.portraits, nested=True)  # --out is replaced whole once complete
+    refuse_overwrite(opts.video, opts.portraits)
     if opts.size < 16:
         raise ConfigError(f"size must be at least 16, got {opts.size}")
     scheme = get_scheme(opts.scheme)

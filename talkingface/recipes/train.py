@@ -21,10 +21,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from talkingface.checkpoints.official import (
-    load_official_state, read_checkpoint, save_checkpoint, checkpoint_meta)
+    generator_state, load_official_state, read_checkpoint, save_checkpoint, checkpoint_meta)
 from talkingface.config import Config, load_config
 from talkingface.data.official import OfficialDataset
-from talkingface.errors import CheckpointError, ConfigError, TalkingFaceError
+from talkingface.errors import CheckpointError, ConfigError, TrainingError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.identity import IdentityLoss
 from talkingface.losses.metaportrait import MetaPortraitLoss
@@ -33,18 +33,16 @@ from talkingface.recipes.infer import batch_inputs
 from talkingface.training.state import restore_rng
 from talkingface.training.validation import pick_frames, validate
 from talkingface.training.checkpointing import checkpoint_name, remove_partials
-from talkingface.training.common import SkipBadFrames, autocast, find_resume, gather_rng, load_vgg, seed_everything
+from talkingface.training.common import (SkipBadFrames, autocast, find_resume, gather_rng, load_vgg,
+                                         mixed_precision_dtype, seed_everything)
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.paths import refuse_overwrite
 
 STAGES = ("warp", "full")
-
-
-class TrainingError(TalkingFaceError):
-    """Training cannot go on (e.g. the loss kept being NaN)."""
 
 
 @dataclass
@@ -56,7 +54,8 @@ class TrainOptions:
     init_ckpt: str | None = None  # start from this checkpoint's weights (not its optimiser state)
     warp_ckpt: str | None = None  # full stage: overrides model.warp_ckpt
     data_root: str | None = None  # overrides the config's dataset root
-    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU
+    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU (`mixed_precision_dtype`)
+    force: bool = False  # keep it even where the device only emulates it
     device: str = "auto"
     max_steps: int | None = None  # stop (with a checkpoint) after this many iterations in total
     epochs: int | None = None  # overrides train.epochs
@@ -115,6 +114,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
 
     # ---- everything that can fail on user input fails here, before any training
     warp_ckpt = (opts.warp_ckpt or cfg.model.warp_ckpt) if full else None
+    refuse_overwrite(out_dir, opts.init_ckpt, warp_ckpt, opts.config, opts.data_root, opts.val_data,
+                     None if opts.resume in (None, "auto") else opts.resume)
     if warp_ckpt and not Path(warp_ckpt).is_file():
         raise CheckpointError("warp checkpoint (model.warp_ckpt / --warp-ckpt) not found", warp_ckpt)
     if opts.init_ckpt and not Path(opts.init_ckpt).is_file():
@@ -141,12 +142,13 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     blocks = cfg.model.generator.spade_num_blocks
     if warp_ckpt:
         ckpt = read_checkpoint(warp_ckpt)
-        checkpoint_meta(ckpt).check_matches(cfg, warp_ckpt)
+        checkpoint_meta(ckpt, warp_ckpt).check_matches(cfg, warp_ckpt)
         load_official_state(generator, ckpt.get("generator", {}), blocks, warp_ckpt, "generator",
                             only_prefixes=("warp.",))
     if opts.init_ckpt:
         ckpt = read_checkpoint(opts.init_ckpt)
-        checkpoint_meta(ckpt).check_matches(cfg, opts.init_ckpt)
+        generator_state(ckpt, opts.init_ckpt)
+        checkpoint_meta(ckpt, opts.init_ckpt).check_matches(cfg, opts.init_ckpt)
         load_official_state(generator, ckpt.get("generator", {}), blocks, opts.init_ckpt, "generator")
         if ckpt.get("discriminator"):
             load_official_state(discriminator, ckpt["discriminator"], blocks, opts.init_ckpt, "discriminator")
@@ -155,7 +157,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     optim_d = adam(discriminator.parameters(), t.lr_discriminator, (0.5, 0.999))
     sched_g = torch.optim.lr_scheduler.MultiStepLR(optim_g, t.epoch_milestones, gamma=0.1)
     sched_d = torch.optim.lr_scheduler.MultiStepLR(optim_d, t.epoch_milestones, gamma=0.1)
-    use_scaler = opts.mixed_precision and device.type == "cuda"
+    amp_dtype = mixed_precision_dtype(device, opts.mixed_precision, opts.force, warn=main)
+    use_scaler = amp_dtype == torch.float16
     scaler_g = torch.amp.GradScaler("cuda", enabled=use_scaler)
     scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
@@ -230,7 +233,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
             driving = batch["driving"].to(device)
             generator.train(), discriminator.train()
             discriminator.requires_grad_(False)  # the G step's GAN terms must not touch D (or its DDP hooks)
-            with autocast(device, opts.mixed_precision):
+            with autocast(device, amp_dtype):
                 out = g_model(x, stage=opts.stage)
                 losses = criterion.warp(out["deformed"], driving)
                 if full:
@@ -245,7 +248,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
                 if main:
                     warnings.warn(f"iteration {iteration + 1}: non-finite loss, step skipped ({bad_streak} in a row)")
                 if bad_streak >= opts.max_bad_steps:
-                    raise TrainingError(f"the loss was NaN/inf for {bad_streak} iterations in a row; stopped. "
+                    raise TrainingError(f"the loss was NaN/inf for {bad_streak} iterations in a row (at iteration "
+                                        f"{iteration + 1}); stopped. "
                                         f"Last good checkpoint: {last_ckpt or 'none written yet'}")
                 continue
             bad_streak = 0
@@ -257,7 +261,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
             scaler_g.update()
             if full:
                 discriminator.requires_grad_(True)
-                with autocast(device, opts.mixed_precision):
+                with autocast(device, amp_dtype):
                     d_losses = criterion.discriminator(out["prediction"], driving, d_model)
                 optim_d.zero_grad(set_to_none=True)  # also drops D grads left by the G step's GAN term
                 scaler_d.scale(sum(d_losses.values())).backward()

@@ -46,12 +46,13 @@ from talkingface.models.temporal_sr import TemporalSRNet
 from talkingface.sr_config import (METRIC_TYPES, ClipFolders, SchedulerConfig, SRConfig, TrainDataConfig, ValConfig,
                                    ValDataConfig, load_sr_config, validate_sr_config)
 from talkingface.training.checkpointing import remove_partials
-from talkingface.training.common import autocast, gather_rng, load_vgg, seed_everything
+from talkingface.training.common import autocast, gather_rng, load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.state import restore_rng
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.png import save_png
 
 CKPT_NAME = re.compile(r"^net_g_(\d+)\.pth$")
@@ -76,7 +77,8 @@ class SRTrainOptions:
     val_root: str | None = None  # the same for validation; overrides datasets.val
     no_val: bool = False
     device: str = "auto"
-    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU
+    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU (`mixed_precision_dtype`)
+    force: bool = False  # keep it even where the device only emulates it
     max_steps: int | None = None  # stop (with a checkpoint) after this many iterations in total
     total_iter: int | None = None  # overrides train.total_iter (and a single scheduler period with it)
     batch_size: int | None = None  # clips per process and step; overrides batch_size_per_gpu
@@ -392,6 +394,8 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
     main = dist_info.is_main
     t, log, data = cfg.train, cfg.logger, cfg.datasets.train
     out_dir = Path(opts.out_dir or Path("saved") / "ckpt_sr" / cfg.name)
+    refuse_overwrite(out_dir, opts.init_ckpt, opts.config, opts.data_root, opts.val_root,
+                     None if opts.resume in (None, "auto") else opts.resume)
     out_size = cfg.network_g.out_size
     total_iter = t.total_iter
     stop_at = total_iter if opts.max_steps is None else min(opts.max_steps, total_iter)
@@ -425,7 +429,8 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
 
     optim = torch.optim.Adam(param_groups(model, t.optim_g.lr, t.recurrent_lr_mul), lr=t.optim_g.lr,
                              betas=tuple(t.optim_g.betas), weight_decay=t.optim_g.weight_decay)
-    use_scaler = opts.mixed_precision and device.type == "cuda"
+    amp_dtype = mixed_precision_dtype(device, opts.mixed_precision, opts.force, warn=main)
+    use_scaler = amp_dtype == torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     # Each rank its own augmentation stream (the reference seeds seed + rank); the weights are already built.
     random.seed(cfg.manual_seed + dist_info.rank)
@@ -500,7 +505,8 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
         if main:
             warnings.warn(f"iteration {iteration + 1}: {reason}, step skipped ({bad_streak} in a row)")
         if bad_streak >= opts.max_bad_steps:
-            raise SRTrainingError(f"{reason} for {bad_streak} iterations in a row; stopped. "
+            raise SRTrainingError(f"{reason} for {bad_streak} iterations in a row (at iteration {iteration + 1}); "
+                                  "stopped. "
                                   f"Last good checkpoint: {last_ckpt or 'none written yet'}")
 
     start = time.perf_counter()
@@ -515,7 +521,7 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
             for group in optim.param_groups:
                 group["lr"] = scheduled_lr(iteration + 1, group["initial_lr"], t.scheduler, t.warmup_iter)
             lq, gt = batch["lq"].to(device), batch["gt"].to(device)  # B x T x 3 x S x S, B x T x 3 x 2S x 2S
-            with autocast(device, opts.mixed_precision):
+            with autocast(device, amp_dtype):
                 pred = net(lq)
                 losses = criterion(pred, gt)
             total = sum(losses.values())
@@ -652,9 +658,9 @@ def run_seed_sr(args: argparse.Namespace) -> None:
         run_sr_training(SRTrainOptions(
             config=args.config, init_ckpt=get("ckpt"), out_dir=get("out_dir"), resume=get("resume"),
             data_root=get("data_root"), device=get("device") or "auto", mixed_precision=bool(get("fp16")),
-            max_steps=get("max_steps"), ckpt_every=get("ckpt_every"), log_every=get("log_every"),
-            image_every=get("image_every"), vgg19=get("vgg19"), random_vgg=bool(get("random_vgg")),
-            num_workers=get("num_workers")))
+            force=bool(get("force")), max_steps=get("max_steps"), ckpt_every=get("ckpt_every"),
+            log_every=get("log_every"), image_every=get("image_every"), vgg19=get("vgg19"),
+            random_vgg=bool(get("random_vgg")), num_workers=get("num_workers")))
     elif task in TEST_TASKS:
         if get("input"):
             from talkingface.recipes.enhance import EnhanceOptions, run_enhance
@@ -663,7 +669,7 @@ def run_seed_sr(args: argparse.Namespace) -> None:
                 raise TalkingFaceError("--ckpt is required to enhance --input")
             run_enhance(EnhanceOptions(input=args.input, ckpt=args.ckpt, out=get("save_dir") or "./saved",
                                        batch_size=get("batch_size") or 1, device=get("device") or "auto",
-                                       precision=get("precision") or "fp32"))
+                                       precision=get("precision") or "fp32", force=bool(get("force"))))
             return
         run_sr_test(SRTestOptions(config=args.config, ckpt=get("ckpt"), save_dir=get("save_dir") or "./saved",
                                   data_root=get("data_root"), device=get("device") or "auto",

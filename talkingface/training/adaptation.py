@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from talkingface.errors import TrainingError
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.discriminator import MultiScaleDiscriminator
 from talkingface.models.generator import MetaPortraitGenerator
@@ -25,7 +26,8 @@ class AdaptSettings:
     warp_factor: float = 0.1  # the warp part learns 10x slower, as in the reference
     betas: tuple[float, float] = (0.5, 0.999)
     max_grad_norm: float = 0.3
-    mixed_precision: bool = False
+    autocast_dtype: torch.dtype | None = None  # mixed precision (`mixed_precision_dtype`); None: fp32
+    max_bad_steps: int = 3  # non-finite losses in a row (each step skipped) before stopping with an error
 
 
 def full_stage_losses(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batch: dict,
@@ -48,7 +50,8 @@ def adapt(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batches
 
     Fresh optimisers every call: no state carries over between tasks or people.
     Returns the per-step losses. NaN gradients become 0 and +-inf +-1e3 (1e5 for D),
-    then the gradient norm is clipped, as in the reference's inner loop.
+    then the gradient norm is clipped, as in the reference's inner loop. A step whose loss
+    is NaN/inf is skipped; `settings.max_bad_steps` of them in a row raise `TrainingError`.
     """
     if steps is None and seconds is None:
         raise ValueError("give steps or seconds")
@@ -58,22 +61,29 @@ def adapt(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batches
     generator.train()
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    step = 0
+    step = bad_streak = 0
     while (steps is None or step < steps) and (seconds is None or time.perf_counter() - start < seconds):
         batch = next(batches)
         if discriminator is not None:
             discriminator.requires_grad_(False)
-        with autocast(device, s.mixed_precision):
+        with autocast(device, s.autocast_dtype):
             losses = full_stage_losses(generator, criterion, batch, device, discriminator)
         prediction = losses.pop("_prediction")
         total = sum(losses.values())
+        if not bool(torch.isfinite(total)):  # skipped before the backward pass: NaN must not reach its kernels
+            bad_streak += 1
+            if bad_streak >= s.max_bad_steps:
+                raise TrainingError(f"the loss was NaN/inf for {bad_streak} steps in a row (at step {step + 1}); "
+                                    "stopped. The weights or the training frames are damaged")
+            continue
+        bad_streak = 0
         optim_g.zero_grad(set_to_none=True)
         total.backward()
         sanitize_and_clip(generator.parameters(), s.max_grad_norm, clamp=1e3)
         optim_g.step()
         if discriminator is not None:
             discriminator.requires_grad_(True)
-            with autocast(device, s.mixed_precision):
+            with autocast(device, s.autocast_dtype):
                 d_losses = criterion.discriminator(prediction, batch["driving"].to(device), discriminator)
             optim_d.zero_grad(set_to_none=True)
             sum(d_losses.values()).backward()

@@ -12,6 +12,8 @@ import torch
 from talkingface.checkpoints.official import read_checkpoint
 from talkingface.data.official import OfficialDataset
 from talkingface.errors import CheckpointError, DataError
+from talkingface.inference.engine import fit_precision
+from talkingface.inference.precision import LOW_DTYPES
 from talkingface.losses.vgg import VGG19Features, find_vgg19_weights
 from talkingface.training.distributed import DistInfo
 from talkingface.training.state import capture_rng
@@ -34,11 +36,21 @@ def load_vgg(path: str | None, random_vgg: bool, device: torch.device, warn: boo
     return vgg.load_file(find_vgg19_weights(path)).to(device)
 
 
-def autocast(device: torch.device, enabled: bool):
-    """fp16 on CUDA (with a GradScaler), bf16 on CPU (no scaler needed)."""
-    if not enabled:
+def mixed_precision_dtype(device: torch.device, mixed_precision: bool, force: bool = False,
+                          warn: bool = True) -> torch.dtype | None:
+    """The autocast dtype `--fp16` means on `device`: fp16 on CUDA (with a GradScaler), bf16
+    elsewhere (no scaler needed); None (fp32) without it, or, with one warning, where the
+    device only emulates that dtype (bf16 on a CPU without avx512_bf16/amx_bf16), unless `force`."""
+    if not mixed_precision:
+        return None
+    wanted = "fp16" if device.type == "cuda" else "bf16"
+    return LOW_DTYPES.get(fit_precision(wanted, device, force, use="training", warn=warn))
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to `dtype` (from `mixed_precision_dtype`); None: plain fp32."""
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -7,6 +7,7 @@ globbing for results never picks them up.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -30,7 +31,10 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{suffix}", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{suffix}", dir=target.parent)
+    except OSError as e:  # a read-only or full folder: name the file asked for, not the temporary one
+        raise _renamed(e, target) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes owner-only files; results should be normal files
@@ -39,9 +43,23 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        if e.errno in _WRITE_ERRNOS and e.filename in (None, tmp, os.fspath(tmp_path)):
+            raise _renamed(e, target) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+# Errors of the write itself (as opposed to reading an input inside the `with` body).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def _renamed(error: OSError, target: Path) -> OSError:
+    """The same error (errno, cause) about `target`, so the message names the file the user asked for."""
+    return OSError(error.errno, error.strerror or str(error), os.fspath(target))
 
 
 @contextlib.contextmanager
@@ -73,5 +91,12 @@ def atomic_torch_save(obj, target: str | os.PathLike) -> None:
     """`torch.save` through a temporary file and a rename."""
     import torch
 
+    from talkingface.errors import TalkingFaceError
+
     with atomic_path(target) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # torch's writer reports a full disk as "[enforce fail at ...] unexpected pos"
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TalkingFaceError(f"could not write the checkpoint; the disk may be full ({detail[:120]})",
+                                   target) from None
