@@ -61,6 +61,9 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-video", action="store_true", help="Write the PNG frames only.")
     p.add_argument("--eval", action="store_true",
                    help="Score the self-reconstruction against the driving frames (report in OUT/eval).")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="On failure keep the frames written so far in OUT/output_256.partial (by default a "
+                        "failed run leaves no frames and no video: both appear only when complete).")
     add_precision_argument(p, "fp32", "fp32 (default) matches the reference implementation pixel for pixel")
     p.set_defaults(handler=_run_infer)
 
@@ -71,7 +74,7 @@ def _run_infer(args: argparse.Namespace) -> None:
     run_inference(InferOptions(
         config=args.config, ckpt=args.ckpt, data_root=args.data, save_dir=args.out, fps=args.fps,
         batch_size=args.batch_size, device=args.device, write_video=not args.no_video, evaluate=args.eval,
-        precision=args.precision, force=args.force))
+        precision=args.precision, force=args.force, keep_partial=args.keep_partial))
 
 
 def _add_sample_data(sub: argparse._SubParsersAction) -> None:

@@ -1,6 +1,6 @@
 """Bad inputs give one clear line and exit 2: damaged (NaN) weights, an output that would
 overwrite an input, operating-system errors (read-only folder, full disk, a file where a
-folder belongs) and misleading messages (issue 22, items 1, 2, 5 and 6)."""
+folder belongs), half-written results and misleading messages (issue 22, items 1, 2, 4, 5 and 6)."""
 from __future__ import annotations
 
 import errno
@@ -367,3 +367,123 @@ def test_a_non_number_in_checkpoint_metadata(key, value, files, tmp_path, capsys
     torch.save(ckpt, tmp_path / "meta.pth.tar")
     code = main(["export", "--ckpt", str(tmp_path / "meta.pth.tar"), "--out", str(tmp_path / "e.pth.tar")])
     one_error_line(capsys, code, f"its metadata has {key}={value!r}, not a whole number")
+
+
+# --------------------------------------------------------------------------- 4. all or nothing
+def _data_with_an_unreadable_frame(files, tmp_path: Path) -> Path:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(files["data"], data)
+    (data / "1" / "imgs" / "00000001.png").write_bytes(b"not a png")  # the 5th of 6 frames
+    return data
+
+
+def test_infer_that_fails_mid_dataset_leaves_no_frames_and_no_video(files, tmp_path, capsys):
+    data = _data_with_an_unreadable_frame(files, tmp_path)
+    saved = tmp_path / "saved"
+    code = main(["infer", "--config", str(TINY_CONFIG), "--ckpt", str(files["ckpt"]), "--data", str(data),
+                 "--out", str(saved), "--device", "cpu"])
+    one_error_line(capsys, code, "cannot read image", "00000001.png")
+    assert list(saved.iterdir()) == []  # no PNG folder, no video, no hidden temporary
+
+
+def test_infer_keep_partial_keeps_the_frames_written_as_partial(files, tmp_path, capsys):
+    data = _data_with_an_unreadable_frame(files, tmp_path)
+    saved = tmp_path / "saved"
+    code = main(["infer", "--config", str(TINY_CONFIG), "--ckpt", str(files["ckpt"]), "--data", str(data),
+                 "--out", str(saved), "--device", "cpu", "--keep-partial"])
+    one_error_line(capsys, code, "cannot read image", f"the 4 frames written before the failure are kept in "
+                                                       f"{saved / 'output_64.partial'}")
+    assert sorted(p.name for p in saved.iterdir()) == ["output_64.partial"]
+    assert len(list((saved / "output_64.partial").glob("*.png"))) == 4
+
+
+def test_infer_replaces_an_earlier_result_only_when_complete(files, tmp_path, capsys):
+    saved = tmp_path / "saved"
+    argv = ["infer", "--config", str(TINY_CONFIG), "--ckpt", str(files["ckpt"]), "--out", str(saved),
+            "--device", "cpu", "--data"]
+    assert main([*argv, str(files["data"])]) == 0
+    before = digest(saved)
+    one_error_line(capsys, main([*argv, str(_data_with_an_unreadable_frame(files, tmp_path))]), "cannot read image")
+    assert digest(saved) == before and sorted(p.name for p in saved.iterdir()) == ["out_64.mp4", "output_64"]
+
+
+def test_evaluate_that_fails_leaves_no_report_folder(files, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(3):
+        (pred / f"{i:03d}.png").write_bytes(b"not a png")
+    out = tmp_path / "new" / "report"
+    code = main(["evaluate", "--pred", str(pred), "--gt", str(files["video"]), "--out", str(out),
+                 "--no-face-metrics", "--no-temporal", "--device", "cpu"])
+    one_error_line(capsys, code, "cannot read as an image")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred"]  # neither report/ nor its new parent
+
+
+def test_train_on_a_dataset_of_another_scheme_creates_nothing(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(MEDIAPIPE_TINY_CONFIG), "--stage", "warp", "--data", str(files["data"]),
+                 "--out", str(out), "--random-vgg", "--max-steps", "1", "--device", "cpu"])
+    one_error_line(capsys, code, "mediapipe478 landmarks has shape")
+    assert not out.exists()
+
+
+def _old(path: Path) -> Path:
+    """Back-date `path` to before this test process started (as a leftover of a killed run)."""
+    t = path.stat().st_mtime - 3600 * 24
+    os.utime(path, (t, t))
+    return path
+
+
+def test_stale_partials_of_our_naming_are_removed_by_the_next_write(tmp_path):
+    import talkingface.utils.atomic as atomic
+
+    atomic._candidates.clear()  # the folder listing is cached per process; this folder is new anyway
+    stale = tmp_path / ".out.k3j_9x2a.partial.mp4"
+    stale.write_bytes(b"half a video")
+    _old(stale)
+    keep = [tmp_path / ".out.mp4.bak", tmp_path / ".out.K3J9X2AB.partial.mp4", tmp_path / "out.partial.mp4",
+            tmp_path / ".other.k3j_9x2a.partial.mp4", tmp_path / ".out.k3j_9x2a.partial.png"]
+    for p in keep:
+        p.write_bytes(b"user file")
+        _old(p)
+    fresh = tmp_path / ".out.abcdefgh.partial.mp4"  # of our naming but newer than this process: a write in progress
+    fresh.write_bytes(b"in progress")
+    write_video(tmp_path / "out.mp4", iter([np.zeros((16, 16, 3), np.uint8)] * 2), 25)
+    assert not stale.exists()
+    assert all(p.read_bytes() == b"user file" for p in keep) and fresh.exists()
+    assert (tmp_path / "out.mp4").is_file()
+
+
+def test_stale_partial_folders_are_removed_by_the_next_folder_write(tmp_path):
+    from talkingface.utils.atomic import atomic_dir
+
+    stale = tmp_path / ".output_64.ab12cd34.partial"
+    stale.mkdir()
+    (stale / "0.png").write_bytes(b"x")
+    _old(stale)
+    other = tmp_path / "output_64.partial"  # what --keep-partial keeps: the user's, never removed
+    other.mkdir()
+    _old(other)
+    with atomic_dir(tmp_path / "output_64") as tmp:
+        (tmp / "1.png").write_bytes(b"y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output_64", "output_64.partial"]
+
+
+def test_a_write_killed_with_sigkill_is_cleaned_by_the_next_run(tmp_path):
+    """A real `kill -9` in one process, the next write in another."""
+    target = tmp_path / "out.mp4"
+    kill = ("import os, signal, sys\nfrom talkingface.utils.atomic import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    run = subprocess.run([sys.executable, "-c", kill, str(target)], capture_output=True, timeout=60)
+    assert run.returncode == -9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.") and left[0].endswith(".partial.mp4"), left
+    (tmp_path / "notes.txt").write_text("mine")
+    write = ("import sys\nfrom talkingface.utils.atomic import atomic_path\n"
+             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'whole')\n")
+    subprocess.run([sys.executable, "-c", write, str(target)], check=True, timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "out.mp4"]
+    assert target.read_bytes() == b"whole"

@@ -158,6 +158,12 @@ class OfficialDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
+    def check_landmark_scheme(self) -> None:
+        """Read every identity's source landmarks: a dataset made with another landmark scheme
+        fails here (one small file per identity), before a run creates anything."""
+        for k in self.identities:
+            self._landmarks(self.root / f"src_{k}_ldmk.npy")
+
     def _landmarks(self, path: Path) -> np.ndarray:
         n = self.scheme.num_points
         pts = load_npy(path, [(n, 2), (1, n, 2)], f"{self.scheme.name} landmarks").reshape(n, 2)

@@ -12,6 +12,7 @@ without them they are skipped with a message that says how to provide them.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,31 +150,41 @@ def run_evaluate(opts: EvaluateOptions) -> EvaluateResult:
         print(why)
     evaluator = FrameEvaluator(options, source)
     out = Path(opts.out)
+    created = None  # the outermost folder this run makes (--out and any missing parents)
+    for folder in (out, *out.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        created = folder
     out.mkdir(parents=True, exist_ok=True)
-    total = gt.count or pred.count
+    try:
+        total = gt.count or pred.count
 
-    def composites() -> Iterator[np.ndarray]:
-        with tqdm(total=total, unit="frame", desc="evaluate", dynamic_ncols=True) as bar:
-            for p, g in paired_frames(pred.frames(), gt.frames()):
-                evaluator.add(p, g)
-                bar.update(1)
-                yield side_by_side(g, p, source)
-        if not evaluator.records:
-            raise DataError(f"no frames could be read from {pred.path} and {gt.path}")
+        def composites() -> Iterator[np.ndarray]:
+            with tqdm(total=total, unit="frame", desc="evaluate", dynamic_ncols=True) as bar:
+                for p, g in paired_frames(pred.frames(), gt.frames()):
+                    evaluator.add(p, g)
+                    bar.update(1)
+                    yield side_by_side(g, p, source)
+            if not evaluator.records:
+                raise DataError(f"no frames could be read from {pred.path} and {gt.path}")
 
-    if opts.write_video:
-        fps = opts.fps or pred.fps or gt.fps or DEFAULT_FPS
-        write_video(out / SIDE_BY_SIDE, composites(), fps)
-    else:
-        for _ in composites():
-            pass
-    result = evaluator.finish()
-    summary = result.summary
-    summary.skipped.update(skipped)
-    write_frame_csv(out / FRAMES_CSV, result.records)
-    inputs = {"pred": str(pred.path), "gt": str(gt.path), "source": opts.source}
-    write_summary_json(out / SUMMARY_JSON, summary, inputs)
-    plot_frame_metrics(out / PLOT_PNG, result.records, title=f"{pred.path.name} vs {gt.path.name}")
+        if opts.write_video:
+            fps = opts.fps or pred.fps or gt.fps or DEFAULT_FPS
+            write_video(out / SIDE_BY_SIDE, composites(), fps)
+        else:
+            for _ in composites():
+                pass
+        result = evaluator.finish()
+        summary = result.summary
+        summary.skipped.update(skipped)
+        write_frame_csv(out / FRAMES_CSV, result.records)
+        inputs = {"pred": str(pred.path), "gt": str(gt.path), "source": opts.source}
+        write_summary_json(out / SUMMARY_JSON, summary, inputs)
+        plot_frame_metrics(out / PLOT_PNG, result.records, title=f"{pred.path.name} vs {gt.path.name}")
+    except BaseException:
+        if created is not None:  # a failed run leaves no report folder (only what this run made: all ours)
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     for line in format_summary(summary):
         print(line)
     seconds = time.perf_counter() - start

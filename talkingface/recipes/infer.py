@@ -2,7 +2,9 @@
 
 Writes <save_dir>/output_<H>/<frame>.png, pixels uint8(clip(pred * 255, 0, 255)) —
 truncated, not rounded, as the reference writes them — and <save_dir>/out_<H>.mp4,
-encoded from the frames as they come (not read back from the PNGs).
+encoded from the frames as they come (not read back from the PNGs). Both appear only when
+every frame is written: the PNGs go to a hidden temporary folder, renamed at the end (on
+failure it is removed, or kept as <save_dir>/output_<H>.partial with keep_partial).
 At the default fp32, exact optimisations only: spectral norm folded into the weights,
 the source encoded once per identity, frames batched; the PNGs match the reference
 implementation's. bf16 / fp16 run through the inference engine (talkingface.inference:
@@ -10,6 +12,10 @@ fused blocks, channels_last, low-precision convolutions; docs/performance.md).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +29,13 @@ from tqdm import tqdm
 from talkingface.checkpoints.official import load_generator
 from talkingface.config import Config, load_config
 from talkingface.data.official import OfficialDataset
-from talkingface.errors import CheckpointError
+from talkingface.errors import CheckpointError, TalkingFaceError
 from talkingface.inference import InferenceEngine, resolve_precision
 from talkingface.inference.engine import to_uint8  # re-exported: callers import it from here
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
+from talkingface.utils.atomic import atomic_dir, atomic_path
 from talkingface.utils.device import resolve_device
 from talkingface.utils.finite import precision_hint, require_finite
 from talkingface.utils.paths import refuse_overwrite
@@ -55,6 +62,7 @@ class InferOptions:
     evaluate: bool = False  # score the reconstruction against the driving frames (report in save_dir/eval)
     precision: str = "fp32"  # fp32 (exact), bf16, fp16 or auto (the fastest measured to stay >= 40 dB)
     force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
+    keep_partial: bool = False  # on failure keep the PNGs written so far in <save_dir>/output_<H>.partial
 
 
 @dataclass
@@ -137,34 +145,64 @@ def run_inference(opts: InferOptions) -> InferResult:
         engine = InferenceEngine.prepare(model, device, choice.precision)
     print(f"precision {choice.reason}")
     frames_dir = save_dir / f"output_{size}"
-    frames_dir.mkdir(parents=True, exist_ok=True)
     print(f"Reconstructing {len(dataset)} frames of {len(dataset.identities)} identities from {dataset.root} "
           f"on {device}")
 
     batch_size = opts.batch_size or (1 if engine is None else LOW_PRECISION_BATCH)
     count = 0
+    video = save_dir / f"out_{size}.mp4" if opts.write_video else None
 
-    def frames() -> Iterator[np.ndarray]:  # each saved as a PNG, then handed to the video encoder
+    def frames(tmp_dir: Path) -> Iterator[np.ndarray]:  # each saved as a PNG, then handed to the video encoder
         nonlocal count
         for indices, pixels in iter_reconstruct(model, dataset, max(1, batch_size), device, engine):
             for i, px in zip(indices, pixels):
-                save_png(frames_dir / dataset.frames[i].output_name, px)
+                name = dataset.frames[i].output_name
+                try:
+                    save_png(tmp_dir / name, px)
+                except OSError as e:  # a full disk: name the file asked for, not the temporary folder's
+                    if e.filename != os.fspath(tmp_dir / name):
+                        raise
+                    raise OSError(e.errno, e.strerror, os.fspath(frames_dir / name)) from None
                 count += 1
                 yield px
 
-    video = None
-    if opts.write_video:
-        video = save_dir / f"out_{size}.mp4"
-        write_video(video, frames(), opts.fps)  # the dataset's order, which the loader keeps
-    else:
-        for _ in frames():
-            pass
+    # One result: the video (if any) and the PNG folder are renamed into place only once every
+    # frame is written, the folder first (the inner context), then the video.
+    with contextlib.ExitStack() as stack:
+        tmp_video = stack.enter_context(atomic_path(video)) if video is not None else None
+        tmp_dir = stack.enter_context(atomic_dir(frames_dir))
+        try:
+            if tmp_video is not None:
+                write_video(tmp_video, frames(tmp_dir), opts.fps)  # the dataset's order, which the loader keeps
+            else:
+                for _ in frames(tmp_dir):
+                    pass
+        except BaseException as e:
+            if opts.keep_partial:
+                _keep_partial(tmp_dir, frames_dir, count, e)
+            raise
     if opts.evaluate:
         evaluate_reconstruction(dataset, frames_dir, save_dir / "eval")
     result = InferResult(count, frames_dir, video, time.perf_counter() - start)
     print(f"Wrote {count} frames to {frames_dir}" + (f" and {video}" if video else "")
           + f" in {result.seconds:.1f} s")
     return result
+
+
+def _keep_partial(tmp_dir: Path, frames_dir: Path, count: int, error: BaseException) -> None:
+    """Rename the unfinished PNG folder to <frames_dir>.partial and say so in the error's line."""
+    partial = frames_dir.with_name(frames_dir.name + ".partial")
+    if partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial)
+    elif partial.exists() or partial.is_symlink():
+        partial.unlink()
+    os.replace(tmp_dir, partial)
+    note = f"the {count} frames written before the failure are kept in {partial}"
+    if isinstance(error, TalkingFaceError):
+        error.message = f"{error.message}; {note}"
+        error.args = (f"{error.path}: {error.message}" if error.path else error.message,)
+    else:
+        print(f"talkingface: {note}", file=sys.stderr)
 
 
 def evaluate_reconstruction(dataset: OfficialDataset, frames_dir: Path, report_dir: Path) -> None:

@@ -131,11 +131,13 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     dataset = OfficialDataset(opts.data_root or cfg.dataset.data_block().root, get_scheme(cfg.model.landmark_scheme),
                               cfg.resolution[0], cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx,
                               with_theta=identity_loss is not None)
+    dataset.check_landmark_scheme()  # a dataset of another scheme fails now, before the run folder exists
     data: torch.utils.data.Dataset = SkipBadFrames(dataset) if opts.skip_bad else dataset
     val_set = None
     if opts.val_data and full:
         val_set = OfficialDataset(opts.val_data, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
                                   cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+        val_set.check_landmark_scheme()
         val_indices = pick_frames(val_set, opts.val_frames)
 
     generator, discriminator = build_generator(cfg).to(device), build_discriminator(cfg).to(device)

@@ -3,14 +3,21 @@
 A crash or kill at any point leaves either the old file or the new one, never a
 half-written file. Temporary names start with '.' and end with '.partial' so that
 globbing for results never picks them up.
+
+A write killed with `kill -9` cannot clean up after itself: the next write to the same
+target removes such leftovers (`remove_stale_partials`), and only those of our exact
+naming that are older than this process.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +26,71 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Files of this process are all written after this module is imported: anything of our
+# naming older than this is a leftover of an earlier, killed run.
+_PROCESS_START = time.time()
+# tempfile.mkstemp / mkdtemp put 8 of these characters between our prefix and suffix.
+_RANDOM = "[a-z0-9_]{8}"
+_candidates: dict[str, dict[str, bool]] = {}  # folder -> {old '.*.partial*' name: is a folder}
+_candidates_lock = threading.Lock()
+
+
+def _old_partials(folder: Path) -> dict[str, bool]:
+    """Hidden '.partial' entries of `folder` older than this process, listed once per folder
+    per process (nothing older can appear later), so a folder of many frames costs one listing."""
+    key = os.path.abspath(folder)  # a relative name names another folder after a chdir
+    with _candidates_lock:
+        found = _candidates.get(key)
+        if found is None:
+            found = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if not (entry.name.startswith(".") and ".partial" in entry.name):
+                            continue
+                        try:
+                            if entry.stat(follow_symlinks=False).st_mtime < _PROCESS_START:
+                                found[entry.name] = entry.is_dir(follow_symlinks=False)
+                        except OSError:  # gone meanwhile
+                            continue
+            except OSError:  # no such folder (yet), or unreadable: nothing to clean
+                pass
+            _candidates[key] = found
+        return found
+
+
+def remove_stale_partials(target: str | os.PathLike, suffix: str | None = None, folder: bool = False) -> list[Path]:
+    """Remove what a killed write to `target` left beside it; returns the removed paths.
+
+    Only our own temporary names are touched: `.STEM.XXXXXXXX.partialSUFFIX` files
+    (atomic_path; `suffix` as given to it, default the target's) or, with `folder`,
+    `.NAME.XXXXXXXX.partial` folders (atomic_dir), XXXXXXXX being tempfile's 8 random
+    characters; and only those modified before this process started, so never a write
+    in progress in this process.
+    """
+    target = Path(target)
+    if folder:
+        pattern = re.compile(rf"\.{re.escape(target.name)}\.{_RANDOM}\.partial")
+    else:
+        suffix = target.suffix if suffix is None else suffix
+        pattern = re.compile(rf"\.{re.escape(target.stem)}\.{_RANDOM}\.partial{re.escape(suffix)}")
+    found = _old_partials(target.parent)
+    removed = []
+    with _candidates_lock:
+        for name in [n for n, is_dir in found.items() if is_dir == folder and pattern.fullmatch(n)]:
+            del found[name]
+            path = target.parent / name
+            try:
+                if folder:
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:  # gone already, or not ours to remove after all: the write itself goes on
+                continue
+            removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -31,6 +103,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix if suffix is None else suffix
+    remove_stale_partials(target, suffix)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{suffix}", dir=target.parent)
     except OSError as e:  # a read-only or full folder: name the file asked for, not the temporary one
@@ -70,6 +143,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target, folder=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
