@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from talkingface.animate.fullres import (FullResComposer, RenderedCrop, landmark_correction, native_crop,
-                                         sample_grid, warp_native)
+from talkingface.animate.fullres import FullResComposer, RenderedCrop, landmark_correction, sample_grid, warp_native
 from talkingface.landmarks.regions import eye_openness, mediapipe_regions
 from talkingface.models.layers import coordinate_grid, warp
-from talkingface.preprocess.detect import CropBox
+from talkingface.preprocess.detect import CropBox, crop_frame
 
 from helpers import photo
 
@@ -81,7 +80,7 @@ def _still(box: CropBox, points01, crop):
 def test_surroundings_are_the_source_frames_own_pixels(scene):
     frame, box, points = scene
     composer = FullResComposer(frame, box, points)
-    crop = native_crop(frame, box, 64)
+    crop = crop_frame(frame, box, 64, replicate=True)
     out = composer(_still(box, points, crop))
     assert out.shape == frame.shape
     outside = np.ones(frame.shape[:2], bool)
@@ -107,7 +106,7 @@ def test_the_mouth_opening_comes_from_the_generator_with_the_photos_colours(scen
     lower = [i for i in regions.inner_lips if i not in upper]
     pose[lower, 1] += 0.06  # lower inner lip down by 6% of the crop: an open mouth
     size = 64
-    crop = native_crop(frame, box, size)
+    crop = crop_frame(frame, box, size, replicate=True)
     generated = crop.copy()
     polygon = np.round(pose[regions.inner_lips] * size).astype(np.int32)
     cv2.fillPoly(generated, [polygon], (20, 10, 15))
@@ -121,7 +120,7 @@ def test_the_mouth_opening_comes_from_the_generator_with_the_photos_colours(scen
     # the eyes: the native photo, not the 64 px generator crop
     eye = np.round(points[list(regions.eyes[0])].mean(0) * n).astype(int)
     patch = (slice(eye[1] - 6, eye[1] + 7), slice(eye[0] - 10, eye[0] + 11))
-    photo_patch = native_crop(frame, box, n)[patch].astype(float)
+    photo_patch = crop_frame(frame, box, n, replicate=True)[patch].astype(float)
     assert np.abs(out_crop[patch] - photo_patch).mean() < 8  # measured ~3
     assert out_crop[patch].var() > 0.5 * photo_patch.var()
 

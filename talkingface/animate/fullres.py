@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from talkingface.animate.pasteback import feather_mask
 from talkingface.landmarks.regions import CHIN, INNER_LIP_MIDDLE, eye_openness, face_size, mediapipe_regions
-from talkingface.preprocess.detect import CropBox
+from talkingface.preprocess.detect import CropBox, crop_frame
 
 
 @dataclass(frozen=True)
@@ -69,24 +69,6 @@ class RenderedCrop:
     pose: np.ndarray  # N x 2: the rendered landmarks, 0..1 of the crop
     deformation: np.ndarray | None = None  # h x w x 2 float32: the sampling grid, -1..1
     occlusion: np.ndarray | None = None  # S' x S' float32, 0..1 (low: occluded)
-
-
-def native_crop(frame: np.ndarray, box: CropBox, size: int) -> np.ndarray:
-    """The box's pixels at `size` (edge pixels repeated outside the frame, so a warp that
-    reaches past the frame's border samples plausible colours, not black)."""
-    import cv2
-
-    h, w = frame.shape[:2]
-    x0, y0, side = box.x0, box.y0, box.side
-    pad = ((max(0, -y0), max(0, y0 + side - h)), (max(0, -x0), max(0, x0 + side - w)))
-    window = frame[max(y0, 0):min(y0 + side, h), max(x0, 0):min(x0 + side, w)]
-    if window.size == 0:
-        window = np.zeros((side, side, 3), np.uint8)
-    elif any(p for pair in pad for p in pair):
-        window = cv2.copyMakeBorder(window, pad[0][0], pad[0][1], pad[1][0], pad[1][1], cv2.BORDER_REPLICATE)
-    if side != size:
-        window = cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
-    return np.ascontiguousarray(window)
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -180,7 +162,7 @@ class FullResComposer:
         self.box = box
         self.s = settings
         self.size = n = min(box.side, settings.max_side)  # working side of the native crop
-        self.crop = native_crop(self.frame, box, n)  # n x n x 3 uint8
+        self.crop = crop_frame(self.frame, box, n, replicate=True)  # n x n x 3 uint8 (n <= side: never enlarged)
         self.source = torch.from_numpy(self.crop).permute(2, 0, 1)[None].float()  # 1 x 3 x n x n, 0..255
         self.regions = mediapipe_regions()
         self.source_points = np.asarray(source_points, dtype=np.float64) * n  # crop pixels

@@ -20,12 +20,15 @@ import numpy as np
 SHRINK = 0.9  # the face outline is scaled about its centre by this before measuring
 
 
-def face_points(image: np.ndarray) -> np.ndarray | None:
-    """MediaPipe's 478 landmarks of the largest face, in pixels (N x 2), or None."""
+def face_points(image: np.ndarray, tracker=None) -> np.ndarray | None:
+    """MediaPipe's 478 landmarks of the largest face, in pixels (N x 2), or None. Pass a
+    still-image FaceMeshTracker to reuse it over many images (else one is made for this one)."""
     from talkingface.preprocess.landmarks import FaceMeshTracker
 
-    with FaceMeshTracker(static=True) as tracker:
-        points = tracker.process(np.ascontiguousarray(image, dtype=np.uint8))
+    if tracker is None:
+        with FaceMeshTracker(static=True) as own:
+            return face_points(image, own)
+    points = tracker.process(np.ascontiguousarray(image, dtype=np.uint8))
     if points is None:
         return None
     return np.asarray(points, dtype=np.float64) * (image.shape[1], image.shape[0])
@@ -48,9 +51,9 @@ def sharpness(image: np.ndarray, points_px: np.ndarray) -> float:
     return float(inside.var()) if inside.size > 16 else math.nan
 
 
-def face_sharpness(image: np.ndarray) -> float:
+def face_sharpness(image: np.ndarray, tracker=None) -> float:
     """`sharpness` of the largest face MediaPipe finds; NaN without a face."""
-    points = face_points(image)
+    points = face_points(image, tracker)
     return math.nan if points is None else sharpness(image, points)
 
 
@@ -88,13 +91,20 @@ class FaceQuality:
 def face_quality(photo: np.ndarray, frames, every: int = 1) -> FaceQuality:
     """Sharpness ratio and identity distance of video frames against their photo, over
     every `every`-th frame (frames without a detectable face are counted, not scored)."""
-    reference = face_sharpness(photo)
+    from talkingface.preprocess.landmarks import FaceMeshTracker
+
+    with FaceMeshTracker(static=True) as tracker:
+        return _face_quality(photo, frames, every, tracker)
+
+
+def _face_quality(photo: np.ndarray, frames, every: int, tracker) -> FaceQuality:
+    reference = face_sharpness(photo, tracker)
     distance = IdentityDistance(photo)
     ratios, distances, missing = [], [], 0
     for index, frame in enumerate(frames):
         if index % every:
             continue
-        value = face_sharpness(frame)
+        value = face_sharpness(frame, tracker)
         d = distance(frame)
         if math.isnan(value) or math.isnan(d):
             missing += 1

@@ -62,8 +62,10 @@ def box_from_center(cx: float, cy: float, side: float) -> CropBox:
     return CropBox(int(round(cx - side_px / 2)), int(round(cy - side_px / 2)), side_px)
 
 
-def crop_frame(frame: np.ndarray, box: CropBox, size: int) -> np.ndarray:
-    """The box's pixels (black outside the frame) resized to size x size, uint8 RGB."""
+def crop_frame(frame: np.ndarray, box: CropBox, size: int, replicate: bool = False) -> np.ndarray:
+    """The box's pixels resized to size x size, uint8 RGB. Outside the frame: black, or with
+    `replicate` the frame's edge pixels repeated (so a warp that reaches past the border
+    samples plausible colours)."""
     import cv2
 
     h, w = frame.shape[:2]
@@ -74,7 +76,8 @@ def crop_frame(frame: np.ndarray, box: CropBox, size: int) -> np.ndarray:
         return np.zeros((size, size, 3), dtype=np.uint8)
     window = frame[sy0:sy1, sx0:sx1]
     if (sx0, sy0, sx1, sy1) != (x0, y0, x1, y1):
-        window = cv2.copyMakeBorder(window, sy0 - y0, y1 - sy1, sx0 - x0, x1 - sx1, cv2.BORDER_CONSTANT, value=0)
+        border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+        window = cv2.copyMakeBorder(window, sy0 - y0, y1 - sy1, sx0 - x0, x1 - sx1, border, value=0)
     # INTER_AREA averages when shrinking (no aliasing); it equals bilinear when enlarging.
     interpolation = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     return cv2.resize(window, (size, size), interpolation=interpolation)
