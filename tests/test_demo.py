@@ -55,9 +55,10 @@ def test_demo_output_follows_the_driving_head_and_mouth_far_better_than_a_still(
     still = track_motion([demo_portrait()] * len(driving.head_x))  # the static-source baseline
     scores, baseline = follow_scores(output, driving), follow_scores(still, driving)
     assert output.missing == 0 and driving.missing == 0
-    for name in ("head_x", "head_y", "mouth_open"):
-        assert scores[name] >= 0.5, (name, scores, baseline)
-        assert scores[name] >= baseline[name] + 0.4, (name, scores, baseline)
+    # measured here: head x 0.96, head y 0.97, mouth 0.91 (the still: 0.09 / 0.05 / 0.17)
+    for name, bar in (("head_x", 0.9), ("head_y", 0.9), ("mouth_open", 0.8)):
+        assert scores[name] >= bar, (name, scores, baseline)
+        assert scores[name] >= baseline[name] + 0.5, (name, scores, baseline)
 
 
 def test_demo_face_is_sharp_and_keeps_the_person_far_better_than_the_upsampled_model(demo_run, tmp_path):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from talkingface.animate.fullres import FullResComposer, RenderedCrop, landmark_correction, sample_grid, warp_native
+from talkingface.animate.fullres import (FullResComposer, FullResSettings, RenderedCrop, landmark_correction,
+                                         sample_grid, warp_native)
 from talkingface.landmarks.regions import eye_openness, mediapipe_regions
 from talkingface.models.layers import coordinate_grid, warp
 from talkingface.preprocess.detect import CropBox, crop_frame
@@ -53,18 +54,37 @@ def test_landmark_correction_moves_the_landmarks_exactly_and_fades_away():
     assert np.abs(correction[:4, :4]).max() < 1e-3  # far from every landmark: untouched
 
 
-@pytest.fixture(scope="module")
-def scene():
+def _scene(name: str):
     """A real face in a larger frame, its landmarks, and the crop box preprocessing would use."""
     from talkingface.data.synthetic import detect_landmarks
     from talkingface.preprocess.detect import box_around_points
 
-    face = photo("obama")  # 256 x 256
+    face = photo(name)  # 256 x 256
     frame = np.full((320, 400, 3), 90, np.uint8)
     frame[32:288, 72:328] = face
     points_px = detect_landmarks(face) * 256 + (72, 32)
     box = box_around_points(points_px, 1.3, 0.2)
     return frame, box, box.to_crop(points_px)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return _scene("obama")  # smiling: the photo shows both rows of teeth (inner-lip gap 5% of the photo)
+
+
+@pytest.fixture(scope="module")
+def closed_scene():
+    return _scene("biden")  # a closed mouth (inner-lip gap 0.02% of the photo)
+
+
+def _open_mouth(points: np.ndarray, amount: float = 0.06) -> np.ndarray:
+    """The pose with the lower inner lip moved down by `amount` of the crop."""
+    regions = mediapipe_regions()
+    pose = points.copy()
+    upper = [i for i in regions.inner_lips if points[i, 1] <= points[13, 1] + 1e-6]
+    lower = [i for i in regions.inner_lips if i not in upper]
+    pose[lower, 1] += amount
+    return pose
 
 
 def identity_grid(size: int = 16) -> np.ndarray:
@@ -95,22 +115,20 @@ def test_surroundings_are_the_source_frames_own_pixels(scene):
 
 
 def test_the_mouth_opening_comes_from_the_generator_with_the_photos_colours(scene):
-    """Open the pose's mouth; the generator draws a dark mouth there and is otherwise the photo.
-    The output's mouth is dark, the rest of the face is the sharp photo."""
+    """With the photo-built mouth off: open the pose's mouth; the generator draws a dark mouth
+    there and is otherwise the photo. The output's mouth is dark, the rest of the face is the
+    sharp photo."""
     import cv2
 
     frame, box, points = scene
     regions = mediapipe_regions()
-    pose = points.copy()
-    upper = [i for i in regions.inner_lips if points[i, 1] <= points[13, 1] + 1e-6]
-    lower = [i for i in regions.inner_lips if i not in upper]
-    pose[lower, 1] += 0.06  # lower inner lip down by 6% of the crop: an open mouth
+    pose = _open_mouth(points)
     size = 64
     crop = crop_frame(frame, box, size, replicate=True)
     generated = crop.copy()
     polygon = np.round(pose[regions.inner_lips] * size).astype(np.int32)
     cv2.fillPoly(generated, [polygon], (20, 10, 15))
-    composer = FullResComposer(frame, box, points)
+    composer = FullResComposer(frame, box, points, FullResSettings(mouth_interior=0.0))
     out_crop, region = composer.compose_crop(RenderedCrop(generated, pose, identity_grid(), None))
     n = composer.size
     centre = np.round(pose[regions.inner_lips].mean(0) * n).astype(int)
@@ -139,3 +157,43 @@ def test_a_blink_uses_the_generator_over_the_eye(scene):
     eye_centre = np.round(points[regions.eyes[0]].mean(0) * n).astype(int)
     assert weight[eye_centre[1], eye_centre[0]] > 0.9
     assert composer.generated_region(points * n, None).max() < 0.5  # the photo's own pose: nothing generated
+
+
+def _mouth_profile(composer: FullResComposer, out_crop: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Mean brightness along the mouth's centre line, from the pose's upper inner lip (0) to its lower (1)."""
+    n = composer.size
+    top, bottom = pose[13] * n, pose[14] * n
+    values = []
+    for t in np.linspace(0.05, 0.95, 19):
+        x, y = np.round(top + t * (bottom - top)).astype(int)
+        values.append(out_crop[y - 1:y + 2, x - 2:x + 3].mean())
+    return np.asarray(values)
+
+
+def test_an_opened_mouth_shows_the_photos_teeth_on_each_jaw_over_a_dark_cavity(scene):
+    """A smiling photo, its mouth opened further: the upper teeth stay under the upper lip and the
+    lower teeth ride on the lower lip (the photo's own pixels, whatever the generator drew), with a
+    dark gap between them."""
+    frame, box, points = scene
+    pose = _open_mouth(points)
+    grey = crop_frame(frame, box, 64, replicate=True) * 0 + 128  # a generator that drew no mouth at all
+    composer = FullResComposer(frame, box, points)
+    out_crop, _ = composer.compose_crop(RenderedCrop(grey.astype(np.uint8), pose, identity_grid(), None))
+    profile = _mouth_profile(composer, out_crop, pose)
+    # measured: upper teeth 175-207 (the photo's 215-228 there), the gap 25, lower teeth 165-173
+    assert profile[2:4].min() > 170 and profile[15:17].min() > 140, profile
+    assert profile[7:12].max() < 50, profile
+
+
+def test_a_closed_mouth_photo_gets_a_cavity_and_a_hint_of_upper_teeth(closed_scene):
+    frame, box, points = closed_scene
+    pose = _open_mouth(points, 0.08)
+    grey = (crop_frame(frame, box, 64, replicate=True) * 0 + 128).astype(np.uint8)
+    composer = FullResComposer(frame, box, points)
+    out_crop, _ = composer.compose_crop(RenderedCrop(grey, pose, identity_grid(), None))
+    profile = _mouth_profile(composer, out_crop, pose)
+    assert profile[7:13].max() < 50, profile  # dark inside (measured 39)
+    assert profile[1:4].max() > profile[7:13].max() + 35, profile  # teeth under the upper lip (measured 92)
+    none = FullResComposer(frame, box, points, FullResSettings(teeth_hint=(0.0, 0.0)))
+    plain, _ = none.compose_crop(RenderedCrop(grey, pose, identity_grid(), None))
+    assert _mouth_profile(none, plain, pose)[1:4].max() < profile[1:4].max() - 25  # measured 51 against 92

@@ -54,6 +54,11 @@ class FullResSettings:
     snap: float = 0.5  # 0..1: how far the warp is corrected to carry each source landmark exactly onto the pose's
     lip_snap: float = 0.5  # the same for the lip landmarks alone (1.0 tried: see docs/animate_quality.md)
     snap_sigma: float = 0.05  # reach of each landmark's correction (Gaussian sigma), x the face size
+    mouth_interior: float = 1.0  # 0..1: how much of a generated mouth opening is built from the photo (its teeth
+    #   carried by each jaw over a cavity shaded from its lip colour) rather than the generator's own mouth
+    cavity_shade: tuple[float, float] = (0.5, 0.2)  # the cavity's colour x the lip colour, at its edge and its centre
+    teeth_hint: tuple[float, float] = (0.04, 0.015)  # a closed-mouth photo's mouth gets teeth this x the face size
+    #   below the upper lip and above the lower one (0, 0: none), coloured from the photo's eye whites
     max_side: int = 1024  # the native crop is worked on at most this large (bigger boxes are resized)
 
     def __post_init__(self):
@@ -163,6 +168,7 @@ class FullResComposer:
         self.s = settings
         self.size = n = min(box.side, settings.max_side)  # working side of the native crop
         self.crop = crop_frame(self.frame, box, n, replicate=True)  # n x n x 3 uint8 (n <= side: never enlarged)
+        self.crop_float = self.crop.astype(np.float32)
         self.source = torch.from_numpy(self.crop).permute(2, 0, 1)[None].float()  # 1 x 3 x n x n, 0..255
         self.regions = mediapipe_regions()
         self.source_points = np.asarray(source_points, dtype=np.float64) * n  # crop pixels
@@ -171,12 +177,33 @@ class FullResComposer:
         self.source_gap = float(np.linalg.norm(self.source_points[INNER_LIP_MIDDLE[0]]
                                                - self.source_points[INNER_LIP_MIDDLE[1]]))
         self.edge = feather_mask(n, settings.edge_feather)[..., 0]  # n x n
+        ring = (_fill(n, [self.source_points[self.regions.outer_lips]])
+                - _fill(n, [self.source_points[self.regions.inner_lips]])) > 0.5
+        self.lip_colour = (self.crop[ring].mean(axis=0) if ring.any() else np.array([120.0, 60, 60])).astype(np.float32)
+        self.tooth_colour = self._eye_white()
         self.snap_strength = np.full(len(self.source_points), settings.snap)
         self.snap_strength[np.concatenate([self.regions.inner_lips, self.regions.outer_lips])] = settings.lip_snap
         h, w = self.frame.shape[:2]
         self.fx0, self.fy0 = max(box.x0, 0), max(box.y0, 0)
         self.fx1, self.fy1 = min(box.x0 + box.side, w), min(box.y0 + box.side, h)
         self.visible = self.fx0 < self.fx1 and self.fy0 < self.fy1
+
+    def _eye_white(self) -> np.ndarray:
+        """The photo's eye-white colour (the brightest, least saturated quarter of the pixels inside the
+        eye outlines), a little darker and at least 1.3x as bright as the lips, for teeth in the photo's
+        light; a neutral ivory if no eye shows."""
+        eyes = _fill(self.size, [self.source_points[eye] for eye in self.regions.eyes]) > 0.5
+        pixels = self.crop[eyes].astype(np.float32)
+        if len(pixels) < 8:
+            return np.array([200.0, 190, 170], np.float32)
+        score = pixels.mean(axis=1) - (pixels.max(axis=1) - pixels.min(axis=1))
+        white = 0.9 * pixels[score >= np.quantile(score, 0.75)].mean(axis=0)
+        # eyes behind glasses or in shade read dark: teeth are at least a little brighter than the lips
+        # (and their hue is half the eye white's, half ivory: lips tint the eyes' light, not the teeth)
+        ivory = np.array([1.04, 1.0, 0.92])
+        tint = 0.5 * white / max(float(white.mean()), 1.0) + 0.5 * ivory / ivory.mean()
+        level = max(float(white.mean()), 1.3 * float(self.lip_colour.mean()))
+        return np.clip(tint * level, 0, 255).astype(np.float32)
 
     # ---------------------------------------------------------------- masks (n x n float32, 0..1)
     def head_region(self, points: np.ndarray) -> np.ndarray:
@@ -223,6 +250,57 @@ class FullResComposer:
                 weight = np.maximum(weight, occluded)
         return np.clip(_blur(weight, self.s.detail_feather * face), 0, 1)
 
+    def mouth_interior(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+        """A mouth opening built from the photo, around the rendered pose's inner lips: the photo's
+        upper teeth move with the upper lip and its lower teeth with the lower lip (each jaw shows
+        the half of the photo's mouth opening on its side), over a dark cavity shaded from the
+        photo's lip colour where the photo has nothing to show (a closed-mouth photo: all cavity).
+        -> (window of the crop, its opening mask 0..1, its h x w x 3 interior float32 0..255)."""
+        import cv2
+
+        n, face = self.size, self.face
+        inner = points[self.regions.inner_lips]
+        margin = 0.05 * face
+        x0, y0 = np.maximum(np.floor(inner.min(axis=0) - margin).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(inner.max(axis=0) + margin).astype(int) + 1, n)
+        window = (slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1)))
+        opening = _fill(n, [inner])[window]
+        ys, xs = np.mgrid[window].astype(np.float32)
+        top, bottom = INNER_LIP_MIDDLE
+
+        def along(px, py, pts):  # position along the lips' axis: 0 at the upper inner lip, 1 at the lower
+            axis = pts[bottom] - pts[top]
+            length2 = max(float(axis @ axis), 1e-6)
+            return ((px - pts[top][0]) * axis[0] + (py - pts[top][1]) * axis[1]) / length2
+
+        lower = np.clip((along(xs, ys, points) - 0.35) / 0.3, 0, 1)  # which jaw a pixel moves with
+        photo_mouth = cv2.erode(_fill(n, [self.source_points[self.regions.inner_lips]]), np.ones((3, 3), np.uint8))
+        teeth = np.zeros(xs.shape + (3,), np.float32)
+        shown = np.zeros(xs.shape, np.float32)
+        for jaw, share in ((top, 1 - lower), (bottom, lower)):
+            shift = self.source_points[jaw] - points[jaw]
+            mx, my = xs + np.float32(shift[0]), ys + np.float32(shift[1])
+            colour = cv2.remap(self.crop_float, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            inside = cv2.remap(photo_mouth, mx, my, cv2.INTER_LINEAR, borderValue=0)
+            side = along(mx, my, self.source_points) - 0.5  # the photo opening's half on this jaw's side
+            inside *= np.clip((side if jaw == bottom else -side) * 4 + 0.5, 0, 1)
+            teeth += (share * inside)[..., None] * colour
+            shown += share * inside
+        depth = _blur(opening, 0.03 * face)
+        depth /= max(float(depth.max()), 1e-6)
+        edge, centre = self.s.cavity_shade
+        cavity = self.lip_colour * (edge + (centre - edge) * depth)[..., None]
+        # where the photo shows no teeth: a hint of them, in the photo's eye-white colour, under the upper
+        # lip and over the lower one, fading towards the mouth's corners
+        gap = float(np.linalg.norm(points[bottom] - points[top]))
+        below_top = along(xs, ys, points) * gap
+        above_bottom = gap - below_top
+        band = np.maximum(np.clip((self.s.teeth_hint[0] * face - below_top) / (0.01 * face), 0, 1),
+                          np.clip((self.s.teeth_hint[1] * face - above_bottom) / (0.01 * face), 0, 1))
+        hint = (band * np.clip(depth * 2 - 0.4, 0, 1) * opening)[..., None]
+        cavity += hint * (self.tooth_colour * (0.6 + 0.4 * depth)[..., None] - cavity)
+        return window, _blur(opening, 0.01 * face), np.clip(teeth + (1 - shown)[..., None] * cavity, 0, 255)
+
     # ---------------------------------------------------------------- compose
     def compose_crop(self, item: RenderedCrop) -> tuple[np.ndarray, np.ndarray]:
         """(n x n x 3 float32 output crop 0..255, n x n head region) for one rendered frame."""
@@ -251,10 +329,13 @@ class FullResComposer:
             y0, y1 = max(rows.min() - reach, 0), min(rows.max() + reach + 1, n)
             x0, x1 = max(cols.min() - reach, 0), min(cols.max() + reach + 1, n)
             part = (slice(y0, y1), slice(x0, x1))
-            w, gen, photo = weight[part], generated[part], warped[part]
-            keep = 1 - w
-            offset = _blur((gen - photo) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
-            out[part] = photo + w[..., None] * (gen - offset - photo)
+            gen, photo = generated[part], warped[part]
+            keep = 1 - weight[part]
+            gen -= _blur((gen - photo) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
+            if self.s.mouth_interior > 0:  # the photo-built mouth needs no colour match: it is the photo's
+                window, opening, interior = self.mouth_interior(points)
+                generated[window] += (self.s.mouth_interior * opening)[..., None] * (interior - generated[window])
+            out = warped + weight[..., None] * (generated - warped)
         return out, self.head_region(points)
 
     def __call__(self, item: RenderedCrop) -> np.ndarray:
