@@ -82,29 +82,11 @@ def write_clip(image: np.ndarray, frames: int, path: Path, motion: str) -> list[
 
 def similarity_frames(source_path: Path, driving: Path, ckpt: Path) -> list[np.ndarray]:
     """The source frame moved by the driving head's similarity (relative motion, no model)."""
-    import cv2
-
-    from talkingface.animate.motion import STABLE_POINTS, motion_transfer
-    from talkingface.animate.pipeline import load_source, settings_for_model
-    from talkingface.preprocess.align import fit_similarity
-    from talkingface.recipes.animate import _track_driving
+    from talkingface.animate.baseline import similarity_baseline
+    from talkingface.animate.pipeline import settings_for_model
     from talkingface.recipes.personalize import config_for_checkpoint
 
-    settings = settings_for_model(config_for_checkpoint(str(ckpt), None))
-    source = load_source(source_path, settings)
-    track, _, _ = _track_driving(driving, settings, progress=False)
-    out = []
-    with track:
-        motion = motion_transfer(source.points, track.get(track.first_good), True, settings.crop_expand,
-                                 settings.crop_offset_y)
-        stable = list(STABLE_POINTS)
-        src_px = source.box.to_frame(source.points)
-        h, w = source.frame.shape[:2]
-        for driving_points in track.held():
-            pose_px = source.box.to_frame(motion(driving_points))
-            m = fit_similarity(src_px[stable], pose_px[stable])
-            out.append(cv2.warpAffine(source.frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
-    return out
+    return similarity_baseline(source_path, driving, settings_for_model(config_for_checkpoint(str(ckpt), None)))
 
 
 def animate_frames(source_path: Path, driving: Path, ckpt: Path | None, render: str, out: Path) -> list[np.ndarray]:

@@ -98,7 +98,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="Checkpoint/log folder (default: saved/ckpt_<stage>/<exp_name>).")
     p.add_argument("--resume", default=None, help="Checkpoint to resume, or 'auto' for the newest in --out.")
     p.add_argument("--warp-ckpt", default=None, help="Full stage: warp-stage checkpoint (overrides model.warp_ckpt).")
-    p.add_argument("--data", dest="data_root", default=None, help="Dataset root (overrides the config).")
+    p.add_argument("--data", dest="data_root", default=None,
+                   help="Dataset root, or a shard set: its folder or a brace pattern such as "
+                        "'shards/shard-{000000..000099}.tar' (overrides the config).")
     p.add_argument("--max-steps", type=int, default=None, help="Stop after this many iterations (with a checkpoint).")
     p.add_argument("--epochs", type=int, default=None, help="Override train.epochs.")
     p.add_argument("--ckpt-every", type=int, default=None, help="Override train.ckpt_save_iter_freq.")
@@ -106,14 +108,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-every", type=int, default=None, help="Override train.event_save_freq.")
     p.add_argument("--vgg19", default=None, help="VGG19 ImageNet weights (torchvision layout).")
     p.add_argument("--random-vgg", action="store_true", help="Smoke tests only: untrained VGG19 for the perceptual loss.")
-    p.add_argument("--skip-bad", action="store_true", help="Skip unreadable frames with a warning.")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="Skip unreadable frames, and truncated or corrupt shards, with a warning.")
     p.add_argument("--val-data", default=None, help="Full stage: held-out dataset scored every train.eval_freq "
                                                      "iterations (PSNR/SSIM/L1, as `talkingface evaluate`).")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 
 
-def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: int | None, init_ckpt: str | None):
+def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: int | None, init_ckpt: str | None,
+                            shuffle_buffer: int | None = None):
     from talkingface.recipes.train import TrainOptions
 
     return TrainOptions(
@@ -121,7 +125,8 @@ def train_options_from_args(args: argparse.Namespace, stage: str, batch_size: in
         warp_ckpt=args.warp_ckpt, data_root=args.data_root, mixed_precision=args.fp16, force=args.force,
         device=args.device, max_steps=args.max_steps, epochs=args.epochs, batch_size=batch_size,
         ckpt_every=args.ckpt_every, log_every=args.log_every, image_every=args.image_every, vgg19=args.vgg19,
-        random_vgg=args.random_vgg, skip_bad=args.skip_bad, val_data=args.val_data, num_workers=args.num_workers)
+        random_vgg=args.random_vgg, skip_bad=args.skip_bad, val_data=args.val_data, num_workers=args.num_workers,
+        shuffle_buffer=shuffle_buffer or TrainOptions.shuffle_buffer)
 
 
 def meta_options_from_args(args: argparse.Namespace, ckpt: str | None, remove_sn: bool):
@@ -131,7 +136,7 @@ def meta_options_from_args(args: argparse.Namespace, ckpt: str | None, remove_sn
         config=args.config, ckpt=ckpt, remove_sn=remove_sn, out_dir=args.out_dir, resume=args.resume,
         data_root=args.data_root, device=args.device, mixed_precision=args.fp16, force=args.force,
         max_steps=args.max_steps, epochs=args.epochs, ckpt_every=args.ckpt_every, log_every=args.log_every,
-        vgg19=args.vgg19, random_vgg=args.random_vgg)
+        vgg19=args.vgg19, random_vgg=args.random_vgg, skip_bad=args.skip_bad)
 
 
 def _add_meta_train(sub: argparse._SubParsersAction) -> None:
@@ -153,7 +158,9 @@ def _run_meta_train(args: argparse.Namespace) -> None:
 def _add_personalize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("personalize", help="Fine-tune a base model to one person (dataset folder or video).")
     p.add_argument("--ckpt", required=True, help="Base checkpoint (ideally meta-trained).")
-    p.add_argument("--data", required=True, help="The person: an official-layout dataset folder or a video.")
+    p.add_argument("--data", required=True,
+                   help="The person: an official-layout dataset folder, a shard set (folder or brace pattern) or a "
+                        "video.")
     p.add_argument("--out", default="personalized.pth.tar", help="Output checkpoint.")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="Number of fine-tuning steps.")
@@ -186,6 +193,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     add_fp16_argument(p, "")
     p.add_argument("--batch-size", type=int, default=None, help="Global batch (overrides train.batch_size).")
     p.add_argument("--init", dest="init_ckpt", default=None, help="Start from this checkpoint's weights.")
+    p.add_argument("--shuffle-buffer", type=int, default=1000,
+                   help="Shard sets: frames each loader worker shuffles among (1: shard order).")
     add_train_arguments(p)
     p.set_defaults(handler=_run_train)
 
@@ -193,7 +202,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from talkingface.recipes.train import run_training
 
-    run_training(train_options_from_args(args, args.stage, args.batch_size, args.init_ckpt))
+    run_training(train_options_from_args(args, args.stage, args.batch_size, args.init_ckpt, args.shuffle_buffer))
 
 
 def _add_enhance(sub: argparse._SubParsersAction) -> None:
@@ -308,6 +317,36 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         device=args.device, batch_size=args.batch_size))
 
 
+def parse_size(text: str) -> int:
+    """Bytes from '1GB', '500M', '64KiB' or a plain number (decimal units; KiB, MiB, GiB binary)."""
+    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+    value = text.strip().lower().removesuffix("b")
+    number = value.rstrip("kmgti")
+    try:
+        return int(float(number) * units[value[len(number):]])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 1GB, 500MB or 1000000; got {text!r}") from None
+
+
+def add_shard_size_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard-size", type=parse_size, default="1GB", metavar="SIZE",
+                   help="Target size of a WebDataset shard (default 1GB; e.g. 500MB).")
+
+
+def _add_pack_shards(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack-shards", help="Convert an official-layout dataset (either scheme) to WebDataset shards.")
+    p.add_argument("root", metavar="DATASET", help="Dataset folder (official layout).")
+    p.add_argument("--out", required=True, help="New shard folder: shard-*.tar and index.json.")
+    add_shard_size_argument(p)
+    p.set_defaults(handler=_run_pack_shards)
+
+
+def _run_pack_shards(args: argparse.Namespace) -> None:
+    from talkingface.recipes.preprocess import PackOptions, run_pack
+
+    run_pack(PackOptions(root=args.root, out=args.out, shard_bytes=args.shard_size))
+
+
 def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="Turn talking-head videos (or image folders) into a mediapipe478 dataset.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -328,8 +367,21 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="Stop each input after this many frames.")
     p.add_argument("--preview", action="store_true", help="Also write <out>/<k>/preview.mp4 with landmarks drawn.")
     p.add_argument("--shard", default=None, metavar="K/N",
-                   help="Process only shard K of N (K from 0) of the sorted inputs; merge shards with merge-data.")
-    p.add_argument("--workers", type=int, default=1, help="Inputs processed in parallel worker processes.")
+                   help="Process only shard K of N (K from 0) of the sorted inputs; merge shards with merge-data "
+                        "(for machines without Ray; --ray spreads one run over a cluster).")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Inputs processed at once in worker processes (default 1); with --ray local: the local "
+                        "Ray instance's CPUs (default: all cores).")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|local|ADDRESS",
+                   help="One Ray task per input. auto (the default value): the cluster Ray finds (RAY_ADDRESS, or "
+                        "one started here with `ray start`), else a local instance of all cores; local: a new local "
+                        "instance (--workers CPUs); ADDRESS: a cluster's HOST:PORT. Needs pip install -e \".[scale]\".")
+    p.add_argument("--retries", type=int, default=3,
+                   help="--ray: further attempts at an input whose worker died or hit an I/O error.")
+    p.add_argument("--format", choices=["folder", "shards"], default="folder",
+                   help="folder: the official layout; shards: WebDataset tar shards for training I/O at scale "
+                        "(--shard-size each).")
+    add_shard_size_argument(p)
     p.add_argument("--no-scene-split", action="store_true",
                    help="One identity per input, as if it had no scene cuts (default: split each input at cuts "
                         "and make one identity per person).")
@@ -346,7 +398,8 @@ def _run_preprocess(args: argparse.Namespace) -> None:
         crop_offset_y=args.crop_offset_y, moving_box=args.moving_box, source_frame=args.source_frame,
         min_confidence=args.min_confidence, smooth=not args.no_smooth, image_fps=args.fps,
         max_frames=args.max_frames, preview=args.preview, shard=args.shard, workers=args.workers,
-        scene_split=not args.no_scene_split, scene_threshold=args.scene_threshold))
+        scene_split=not args.no_scene_split, scene_threshold=args.scene_threshold, ray=args.ray,
+        ray_retries=args.retries, format=args.format, shard_bytes=args.shard_size))
 
 
 def _add_validate_data(sub: argparse._SubParsersAction) -> None:
@@ -529,6 +582,38 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"Demo video: {result.out}")
 
 
+def _add_speak(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("speak", help="Make a portrait talk from speech audio, or from text (espeak-ng).")
+    p.add_argument("--source", required=True, help="The portrait: a photo (.jpg, .png, ...) or a video of the person.")
+    speech = p.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--audio", help="Speech audio (.wav, .mp3, .m4a, or a video's sound): its phonemes drive the "
+                                        "mouth, and it is the output's sound track.")
+    speech.add_argument("--text", help="Words to speak with espeak-ng (sudo apt-get install espeak-ng).")
+    p.add_argument("--transcript", default=None,
+                   help="With --audio: the words spoken, for forced alignment (else phonemes are recognised).")
+    p.add_argument("--out", default="speak.mp4", help="Output video (.mp4, .mov, .mkv or .m4v), as long as the audio.")
+    p.add_argument("--ckpt", default=None, help="A mediapipe478 model checkpoint (default: the bundled model).")
+    p.add_argument("--fps", type=float, default=25.0, help="Frame rate of the output video.")
+    p.add_argument("--head-motion", type=float, default=1.0, metavar="0..1",
+                   help="Scale of the idle head motion (0: still head; blinks either way).")
+    p.add_argument("--save-landmarks", default=None, metavar="TRACK.npz",
+                   help="Also write the driving landmark track (478 points per frame, phonemes, visemes).")
+    p.add_argument("--seed", type=int, default=0, help="Head motion and blinks: the same seed gives the same video.")
+    add_render_argument(p)
+    add_precision_argument(p, "auto", "Default auto (checked on the source before rendering)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    p.set_defaults(handler=_run_speak)
+
+
+def _run_speak(args: argparse.Namespace) -> None:
+    from talkingface.recipes.speak import SpeakOptions, run_speak
+
+    run_speak(SpeakOptions(source=args.source, out=args.out, audio=args.audio, text=args.text,
+                           transcript=args.transcript, ckpt=args.ckpt, fps=args.fps, head_motion=args.head_motion,
+                           save_landmarks=args.save_landmarks, render=args.render, device=args.device,
+                           precision=args.precision, force=args.force, seed=args.seed))
+
+
 def parse_bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "yes", "1", "on"):
@@ -539,12 +624,29 @@ def parse_bool(text: str) -> bool:
 
 
 def _add_app(sub: argparse._SubParsersAction) -> None:
+    from talkingface.app.jobs import AppSettings  # the settings' defaults and meanings live there (no Gradio)
+
+    defaults = AppSettings()
     p = sub.add_parser("app", help="The web demo (Gradio): animate, personalise and enhance in a browser.")
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--work-dir", default=None,
                    help="Folder for the jobs' files, a new subfolder per job (default: <system temp>/talkingface-app).")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="Longest video accepted, in seconds.")
+    p.add_argument("--models-dir", default=None,
+                   help="Folder of checkpoints (*.pth, *.pth.tar, *.pt; subfolders too) offered in the page's model "
+                        "and super-resolution menus, besides the bundled model and the session's personalised ones.")
+    p.add_argument("--allow-server-paths", action="store_true",
+                   help="Also accept checkpoint paths typed on the page: any file the server can read. Only for "
+                        "people you trust.")
+    p.add_argument("--max-seconds", type=float, default=defaults.max_seconds, help="Longest video accepted, in seconds.")
+    p.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb,
+                   help="Largest upload accepted, in MB.")
+    p.add_argument("--max-image-side", type=int, default=defaults.max_image_side,
+                   help="Longest side of an uploaded image or video frame, in pixels.")
+    p.add_argument("--job-timeout", type=float, default=defaults.job_timeout,
+                   help="Seconds a job may run; past it the job is stopped and the page says so.")
+    p.add_argument("--queue-size", type=int, default=defaults.queue_size,
+                   help="Jobs that may wait while one runs; past it the page says the server is busy.")
     p.add_argument("--share", type=parse_bool, default=False, metavar="{true,false}",
                    help="Also serve through a public gradio.live link (needs internet).")
     p.add_argument("--vgg19", default=None, help="Personalisation: VGG19 ImageNet weights (torchvision layout).")
@@ -556,7 +658,10 @@ def _run_app(args: argparse.Namespace) -> None:
     from talkingface.app.jobs import AppSettings, default_work_dir
 
     settings = AppSettings(work_dir=args.work_dir or default_work_dir(), max_seconds=args.max_seconds,
-                           device=args.device, vgg19=args.vgg19)
+                           device=args.device, vgg19=args.vgg19, models_dir=args.models_dir,
+                           allow_server_paths=args.allow_server_paths, max_upload_mb=args.max_upload_mb,
+                           max_image_side=args.max_image_side, job_timeout=args.job_timeout,
+                           queue_size=args.queue_size)
     from talkingface.app.server import serve  # imports Gradio (an optional extra): a one-line error without it
 
     serve(settings, host=args.host, port=args.port, share=args.share)
@@ -566,9 +671,11 @@ VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
     _add_validate_data,
     _add_merge_data,
+    _add_pack_shards,
     _add_infer,
     _add_animate,
     _add_demo,
+    _add_speak,
     _add_export,
     _add_train,
     _add_meta_train,

@@ -64,32 +64,40 @@ def media(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sr_ckpt(tmp_path_factory) -> Path:
-    """A tiny temporal super-resolution model: 64 -> 128."""
+def models_dir(tmp_path_factory, media) -> Path:
+    """The operator's --models-dir: the tiny model and a tiny temporal super-resolution model (64 -> 128)."""
     from talkingface.checkpoints.sr import save_temporal_sr
     from talkingface.models.temporal_sr import TemporalSRConfig, TemporalSRNet
 
+    root = tmp_path_factory.mktemp("app_models")
+    shutil.copy(media / "tiny.pth.tar", root / "tiny.pth.tar")
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("app_sr") / "sr.pth"
-    save_temporal_sr(path, params_ema=TemporalSRNet(TemporalSRConfig(
+    save_temporal_sr(root / "sr.pth", params_ema=TemporalSRNet(TemporalSRConfig(
         out_size=128, num_style_feat=32, num_mlp=2, narrow=0.0625, zero_out_init=False)))
-    return path
-
-
-def app_settings(work_dir: Path) -> AppSettings:
-    return AppSettings(work_dir=work_dir, max_seconds=MAX_SECONDS, device="cpu", random_vgg=True)
+    return root
 
 
 @pytest.fixture(scope="module")
-def handlers(tmp_path_factory) -> AppHandlers:
-    return AppHandlers(app_settings(tmp_path_factory.mktemp("app_work")))
+def sr_ckpt(models_dir) -> Path:
+    return models_dir / "sr.pth"
+
+
+def app_settings(work_dir: Path, models_dir: Path | None = None, **overrides) -> AppSettings:
+    return AppSettings(work_dir=work_dir, max_seconds=MAX_SECONDS, device="cpu", random_vgg=True,
+                       models_dir=models_dir, **overrides)
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory, models_dir) -> AppHandlers:
+    return AppHandlers(app_settings(tmp_path_factory.mktemp("app_work"), models_dir))
 
 
 def animate_args(media: Path, **overrides) -> dict:
-    """Arguments of AppHandlers.animate as the page sends them: photo, driving video, a typed checkpoint path."""
+    """Arguments of AppHandlers.animate as the page sends them: photo, driving video, the tiny model from the
+    menu (--models-dir), no typed path."""
     args = dict(portrait_image=str(media / "portrait.png"), portrait_video=None, driving=str(media / "driving.mp4"),
-                model_choice=BUNDLED_CHOICE, ckpt_path=str(media / "tiny.pth.tar"), relative=True, paste_back=True,
-                enhance=False, sr_ckpt="", personalize_steps=0, models=[])
+                model_choice="tiny.pth.tar", ckpt_path="", relative=True, paste_back=True,
+                enhance=False, sr_choice=None, sr_ckpt="", personalize_steps=0, models=[])
     args.update(overrides)
     return args
 
@@ -129,35 +137,35 @@ def test_simultaneous_jobs_write_to_their_own_folders(two_runs, handlers):
 
 
 def test_personalised_models_belong_to_the_browser_session(handlers, media):
-    summary, curve, ckpt, models, animate_menu, personalize_menu = handlers.personalize(
-        str(media / "person.mp4"), 1, BUNDLED_CHOICE, str(media / "tiny.pth.tar"), [])
+    summary, curve, ckpt, models, animate_menu, personalize_menu, speak_menu = handlers.personalize(
+        str(media / "person.mp4"), 1, "tiny.pth.tar", "", [])
     assert "Held-out PSNR" in summary and "after 1 step " in summary
     assert Path(curve).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(ckpt).is_file()
     assert len(models) == 1 and models[0].path == ckpt and models[0].label in summary
-    for menu in (animate_menu, personalize_menu):
-        assert [label for label, _ in menu.choices] == [BUNDLED_CHOICE, models[0].label]
+    for menu in (animate_menu, personalize_menu, speak_menu):
+        assert [label for label, _ in menu.choices] == [BUNDLED_CHOICE, "sr.pth", "tiny.pth.tar", models[0].label]
     assert animate_menu.value == models[0].label
 
     # the new model animates in that session (the menu's choice, no typed path) ...
     video, _, _ = handlers.animate(**animate_args(media, model_choice=models[0].label, ckpt_path="", models=models))
     assert len(list(iter_frames(video))) == FRAMES
     # ... and is unknown to another session
-    with pytest.raises(gr.Error, match="not a model of this browser session"):
+    with pytest.raises(gr.Error, match="nor a model of this browser session"):
         handlers.animate(**animate_args(media, model_choice=models[0].label, ckpt_path="", models=[]))
 
 
 def test_enhance_super_resolves_an_uploaded_clip(handlers, media, sr_ckpt):
-    video, download, summary = handlers.enhance(str(media / "crops.mp4"), f"  '{sr_ckpt}' ")  # as pasted
+    video, download, summary = handlers.enhance(str(media / "crops.mp4"), "sr.pth")
     info = probe_video(video)
     assert (info.width, info.height) == (128, 128) and len(list(iter_frames(video))) == 4
     assert "4 frames" in summary
-    with pytest.raises(gr.Error, match="super-resolution checkpoint"):
-        handlers.enhance(str(media / "crops.mp4"), "")
+    with pytest.raises(gr.Error, match="choose the super-resolution checkpoint: none is bundled"):
+        handlers.enhance(str(media / "crops.mp4"), None)
 
 
 def test_animate_options_reach_the_recipe_crop_only_and_enhanced(handlers, media, sr_ckpt):
     video, _, summary = handlers.animate(**animate_args(media, paste_back=False, relative=False, enhance=True,
-                                                        sr_ckpt=str(sr_ckpt)))
+                                                        sr_choice="sr.pth"))
     info = probe_video(video)
     assert (info.width, info.height) == (128, 128)  # the model's 64px crop, super-resolved; no paste-back
     assert len(list(iter_frames(video))) == FRAMES and "128x128" in summary
@@ -179,8 +187,8 @@ BAD_UPLOADS = {
     "personalise a photo": (dict(personalize_steps=3), "personalising needs a portrait video"),
     "too many steps": (dict(portrait_image=None, portrait_video="driving.mp4", personalize_steps=10 ** 6),
                        "steps must be a whole number from 0 to 1000"),
-    "enhance without weights": (dict(enhance=True), "enhance needs the super-resolution checkpoint"),
-    "missing checkpoint": (dict(ckpt_path="nope.pth.tar"), "nope.pth.tar: checkpoint file not found"),
+    "enhance without weights": (dict(enhance=True), "enhance needs a super-resolution checkpoint"),
+    "a typed checkpoint path": (dict(ckpt_path="nope.pth.tar"), "this server takes models from its menus only"),
 }
 
 
@@ -220,7 +228,7 @@ def test_a_missing_bundled_model_is_a_message_on_the_page(handlers, media, tmp_p
 
     monkeypatch.setattr(recipe, "BUNDLED_MODEL", tmp_path / "bundled_64.pth.tar")
     with pytest.raises(gr.Error, match="bundled_64.pth.tar: the bundled model is not installed"):
-        handlers.animate(**animate_args(media, ckpt_path=""))
+        handlers.animate(**animate_args(media, model_choice=BUNDLED_CHOICE))
     with pytest.raises(gr.Error, match="the bundled model is not installed"):
         handlers.personalize(str(media / "person.mp4"), 1, BUNDLED_CHOICE, "", [])
 
@@ -297,10 +305,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, models_dir):
     port = free_port()
-    # the default video limit, as users get it (the page shows it, and docs/images/app.png with it)
-    settings = AppSettings(work_dir=tmp_path_factory.mktemp("app_server"), device="cpu")
+    # the default limits, as users get them (the page shows them, and docs/images/app.png with them)
+    settings = AppSettings(work_dir=tmp_path_factory.mktemp("app_server"), device="cpu", models_dir=models_dir)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache")))  # not the shared /tmp/gradio
         demo = serve(settings, port=port, block=False)
@@ -317,16 +325,21 @@ def open_page(driver, url: str):
     return By
 
 
-def fill_animate(driver, portrait: Path, driving: Path, ckpt: Path | None) -> None:
-    """Upload through the page's own (hidden) file inputs, type the checkpoint path (None: the bundled
+def fill_animate(driver, portrait: Path, driving: Path, model: str | None) -> None:
+    """Upload through the page's own (hidden) file inputs, choose the model in the menu (None: the bundled
     default), press Generate."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.find_element(By.CSS_SELECTOR, "#animate-portrait input[type=file]").send_keys(str(portrait))
     driver.find_element(By.CSS_SELECTOR, "#animate-driving input[type=file]").send_keys(str(driving))
-    if ckpt is not None:
-        driver.find_element(By.CSS_SELECTOR, "#animate-ckpt textarea").send_keys(str(ckpt))
+    assert not driver.find_elements(By.CSS_SELECTOR, "#animate-ckpt textarea")  # no typed paths by default
+    if model is not None:
+        driver.find_element(By.CSS_SELECTOR, "#animate-model input").click()
+        WebDriverWait(driver, 30).until(lambda d: next(
+            iter(d.find_elements(By.CSS_SELECTOR, f"li[role=option][aria-label={model!r}]")), None)).click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(
+            By.CSS_SELECTOR, "#animate-model input").get_attribute("value") == model)
     # both uploads finished: the image shows and the driving box holds a player
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#animate-portrait img")
                                     and d.find_elements(By.CSS_SELECTOR, "#animate-driving video"))
@@ -340,7 +353,7 @@ def test_the_page_animates_in_a_browser_and_shows_bad_uploads(browser, server, m
     for portrait, driving, message in (("portrait.png", "fake.mp4", "fake.mp4: cannot open as a video"),
                                        ("notes.png", "driving.mp4", "notes.png: cannot read this image")):
         By = open_page(browser, server)
-        fill_animate(browser, media / portrait, media / driving, media / "tiny.pth.tar")
+        fill_animate(browser, media / portrait, media / driving, "tiny.pth.tar")
         shown = WebDriverWait(browser, 60).until(lambda d: [
             e for e in d.find_elements(By.XPATH, f"//*[contains(text(), {message!r})]") if e.is_displayed()])
         assert "\n" not in shown[0].text and str(media) not in shown[0].text
@@ -348,9 +361,10 @@ def test_the_page_animates_in_a_browser_and_shows_bad_uploads(browser, server, m
     # the server kept serving: a fresh page, a good run, a video that plays
     screenshot = os.environ.get("TALKINGFACE_SCREENSHOT")  # docs/images/app.png is made this way
     # the README's picture shows the page as a user sees it: the bundled model (when installed), not a random one
-    ckpt = None if screenshot and BUNDLED_MODEL.is_file() else media / "tiny.pth.tar"
+    model = None if screenshot and BUNDLED_MODEL.is_file() else "tiny.pth.tar"
     open_page(browser, server)
-    fill_animate(browser, media / "portrait.png", media / "driving.mp4", ckpt)
+    assert "uploads up to 200 MB" in browser.find_element(By.CSS_SELECTOR, "#limits").text
+    fill_animate(browser, media / "portrait.png", media / "driving.mp4", model)
     video = WebDriverWait(browser, 180).until(lambda d: next(
         (e for e in d.find_elements(By.CSS_SELECTOR, "#animate-result video") if e.get_attribute("src")), None))
     state = WebDriverWait(browser, 30).until(lambda d: d.execute_script(

@@ -18,7 +18,21 @@ WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 @pytest.mark.parametrize("stage", ["full"])
 def test_two_rank_gloo_training(tmp_path, stage):
     root = make_tiny_dataset(tmp_path / "data", frames_per_identity=(4, 4))
-    out = tmp_path / "run"
+    two_rank_run(root, tmp_path / "run", stage)
+
+
+def test_two_rank_gloo_training_from_shards(tmp_path):
+    """A shard set: each rank streams its own shard (one identity each here), in lock-step."""
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("webdataset")
+    from talkingface.recipes.preprocess import PackOptions, run_pack
+
+    root = make_tiny_dataset(tmp_path / "data", frames_per_identity=(4, 4))
+    run_pack(PackOptions(root=str(root), out=str(tmp_path / "shards"), shard_bytes=30_000))
+    two_rank_run(tmp_path / "shards", tmp_path / "run", "warp")
+
+
+def two_rank_run(root, out, stage):
     torchrun = shutil.which("torchrun")
     cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]) + [
         "--nproc_per_node=2", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0",

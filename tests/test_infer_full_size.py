@@ -10,7 +10,8 @@ from PIL import Image
 from talkingface.checkpoints.official import load_generator
 from talkingface.config import load_config
 from talkingface.data.sample import install_sample_data
-from talkingface.recipes.infer import InferOptions, batch_inputs, open_dataset, run_inference, to_uint8
+from talkingface.recipes.infer import InferOptions, run_inference
+from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uint8
 
 from conftest import EVAL_CONFIG
 

@@ -22,7 +22,7 @@ from talkingface.inference.fused import FusedSPADEResBlock, fuse_spade_blocks
 from talkingface.models.build import build_generator
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.refinement import SPADEResBlock
-from talkingface.recipes.infer import batch_inputs, open_dataset
+from talkingface.inference.reconstruct import batch_inputs, open_dataset
 
 from conftest import EVAL_CONFIG
 from helpers import TINY_CONFIG, make_tiny_dataset, make_tiny_video_dataset
@@ -204,8 +204,29 @@ def test_choose_precision(monkeypatch):
     assert choose_precision("cpu", check=lambda p: 45.0).precision == "bf16"
     assert choose_precision("cpu", check=lambda p: {"bf16": 35.0, "fp16": 52.0}[p]).precision == "fp16"
     assert choose_precision("cpu", check=lambda p: 20.0).precision == "fp32"
+    choice = choose_precision("cpu", check=lambda p: {"bf16": 35.0, "fp16": 38.5}[p])
+    assert choice.precision == "fp32" and "bf16 35.0 dB" in choice.reason and "fp16 38.5 dB" in choice.reason
+    assert choose_precision("cpu").precision == "fp32"  # nothing to measure on: nothing assumed
     monkeypatch.setattr(engine_mod, "native_precisions", lambda device: ())
     assert choose_precision("cpu", check=lambda p: 99.0).precision == "fp32"
+
+
+def test_auto_measures_lazily_and_only_where_a_low_precision_is_native(monkeypatch, tiny_model, tiny_inputs):
+    """The sample (and its fp32 reference) is made only when a precision is checked, so `auto`
+    costs nothing on a CPU without native bf16; where bf16 is native it is measured on the model."""
+    made = []
+
+    def sample():
+        made.append(1)
+        return frames(tiny_inputs, 0, 1)
+
+    check = generator_psnr_check(copy.deepcopy(tiny_model), sample)
+    monkeypatch.setattr(engine_mod, "native_precisions", lambda device: ())
+    assert choose_precision("cpu", check).precision == "fp32" and made == []
+    monkeypatch.setattr(engine_mod, "native_precisions", lambda device: ("bf16",))
+    choice = choose_precision("cpu", check, min_psnr=0.0)
+    assert made == [1] and choice.precision == "bf16" and choice.psnr_db is not None and 0 < choice.psnr_db < 200
+    assert f"{choice.psnr_db:.1f} dB" in choice.reason
 
 
 def test_psnr_check_leaves_the_model_untouched(tiny_model, tiny_inputs):

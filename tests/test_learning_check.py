@@ -18,5 +18,7 @@ def test_the_trained_warp_recovers_held_out_motion(tmp_path):
     check = check_checkpoint(BUNDLED_MODEL, cfg, held.root)
     print("\n".join(check.lines()))
     assert check.frames == 40
-    assert check.flow_error_px < 0.7 * check.motion_px  # the zero-flow guess errs by the whole motion
-    assert check.psnr_warped > check.psnr_identity + 2.0  # better than leaving the source where it is
+    # measured here: flow error 0.84 px of a 1.95 px motion (0.43x; the zero-flow guess errs by the whole
+    # motion); warped source 23.07 dB against 18.58 for leaving it where it is (+4.49 dB)
+    assert check.flow_error_px < 0.5 * check.motion_px
+    assert check.psnr_warped > check.psnr_identity + 4.0

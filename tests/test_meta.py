@@ -15,10 +15,10 @@ from talkingface.config import load_config
 from talkingface.data.meta import MetaTaskDataset, TaskSpec
 from talkingface.data.official import OfficialDataset
 from talkingface.landmarks.scheme import get_scheme
-from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
+from talkingface.recipes.personalize import PersonalizeOptions, config_for_checkpoint, run_personalize
 from talkingface.seed_cli import main as seed_main
 
-from helpers import TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset, make_tiny_video_dataset
+from helpers import REPO, TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
 from test_checkpoints import tiny_inputs
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
@@ -92,14 +92,19 @@ def test_two_rank_meta_step_keeps_ranks_identical(data_root, tmp_path):
 
 
 def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path, capsys):
-    """A model pretrained on some identities adapts to a new one: held-out PSNR up by >= 1 dB."""
-    person = make_tiny_video_dataset(tmp_path / "person", frames=12, seed=11)
-    base = make_tiny_checkpoint(tmp_path / "base.pth.tar")
-    result = run_personalize(PersonalizeOptions(ckpt=str(base), data=str(person), out=str(tmp_path / "p.pth.tar"),
-                                                steps=25, holdout=3, random_vgg=True, batch_size=4, lr=1e-3))
+    """The bundled model (pretrained on other people) adapts to a person it never saw: held-out
+    frames of that person's clip gain several dB in 25 steps."""
+    from talkingface.recipes.animate import BUNDLED_MODEL
+    from talkingface.recipes.synth import SynthOptions, run_synth
+
+    person = run_synth(SynthOptions(portraits=[str(REPO / "tests" / "data" / "faces" / "biden.jpg")],
+                                    out=str(tmp_path / "person"), frames=16, seed=123, size=64, identity="dlib"))
+    result = run_personalize(PersonalizeOptions(ckpt=str(BUNDLED_MODEL), data=str(person.root),
+                                                out=str(tmp_path / "p.pth.tar"), steps=25, holdout=4,
+                                                random_vgg=True, batch_size=4, lr=3e-4))
     print(f"held-out PSNR {result.psnr_before:.2f} -> {result.psnr_after:.2f} dB")
-    assert result.psnr_after >= result.psnr_before + 1.0
+    assert result.psnr_after >= result.psnr_before + 5.0  # measured 21.02 -> 28.31 dB (+7.3)
     assert result.curve_csv.read_text().count("\n") == 26 and result.curve_png.stat().st_size > 1000
     progress = capsys.readouterr().err  # the step bar (the web app shows it as well)
     assert "personalize: 100%" in progress and "25/25" in progress
-    load_generator(result.checkpoint, load_config(TINY_CONFIG))  # usable by infer
+    load_generator(result.checkpoint, config_for_checkpoint(str(result.checkpoint), None))  # usable by infer

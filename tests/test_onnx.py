@@ -26,7 +26,7 @@ from talkingface.inference.engine import InferenceEngine
 from talkingface.inference.onnx import OnnxRenderer, encoder_path, export_onnx
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
-from talkingface.recipes.infer import batch_inputs, open_dataset, to_uint8
+from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uint8
 
 from helpers import TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
 

@@ -371,7 +371,7 @@ def test_the_base_model_runs_on_the_output(dataset, tmp_path):
 
     from talkingface.config import load_config
     from talkingface.models.build import build_generator
-    from talkingface.recipes.infer import batch_inputs, open_dataset
+    from talkingface.inference.reconstruct import batch_inputs, open_dataset
 
     out, _ = dataset
     data = yaml.safe_load((CONFIGS / "meta_portrait_64_tiny.yaml").read_text())

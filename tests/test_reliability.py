@@ -125,7 +125,7 @@ def _nan_model(path: Path, config: Path = TINY_CONFIG):
 
 def test_rendering_stops_on_non_finite_output(files):
     from talkingface.inference import InferenceEngine
-    from talkingface.recipes.infer import iter_reconstruct, open_dataset
+    from talkingface.inference.reconstruct import iter_reconstruct, open_dataset
 
     cfg = load_config(TINY_CONFIG)
     model = _nan_model(files["ckpt"])

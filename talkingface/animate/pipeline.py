@@ -349,14 +349,15 @@ def prepare_engine(model: torch.nn.Module, device: torch.device, precision: str 
                    source: "SourceFace | None" = None, scheme: LandmarkScheme | None = None, force: bool = False):
     """The inference engine at `precision`. "auto" picks the fastest precision whose
     render of the source's own pose stays at 40 dB or more against fp32 (so the check is
-    on this model and this face); without a source, the figure measured for the base model.
+    on this model and this face; it runs only where a low precision is native); without a
+    source, fp32.
     A precision the device only emulates falls back to fp32 with a warning, unless `force`."""
     from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
 
     check = None
     if precision == "auto" and source is not None and scheme is not None:
-        sample = SourceTensors(source, scheme).inputs(source.points[None])
-        check = generator_psnr_check(model, sample, device)
+        check = generator_psnr_check(model, lambda: SourceTensors(source, scheme).inputs(source.points[None]),
+                                     device)
     choice = resolve_precision(precision, device, check, force=force)
     print(f"precision {choice.reason}")
     return InferenceEngine.prepare(model, device=device, precision=choice.precision)
@@ -458,6 +459,23 @@ def map_crops(items: Iterable[RenderedCrop], transform: Callable[[Iterator[np.nd
     for crop in transform(crops()):
         item = pending.popleft()
         yield RenderedCrop(crop, item.pose, item.deformation, item.occlusion)
+
+
+def render_frames(renderer: CropRenderer, poses: Iterable[np.ndarray], source: SourceFace,
+                  settings: AnimateSettings,
+                  transform: Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]] | None = None
+                  ) -> Iterator[np.ndarray]:
+    """Output frames for a stream of source-crop poses (N x 2, 0..1), whatever made them (a
+    driving video's motion, a speech track): the generator renders `settings.batch_size` at a
+    time (with its deformation and occlusion when full-resolution rendering needs them), an
+    optional crop stream transform runs (e.g. super-resolution, `map_crops`), then the crops
+    are composed at the source's resolution or pasted back (`output_frames`). Lazy: frames
+    are made as they are pulled."""
+    render = renderer.with_motion if settings.needs_motion else renderer
+    crops = render_crops(render, poses, settings.batch_size)
+    if transform is not None:
+        crops = map_crops(crops, transform)
+    return output_frames(crops, source, settings)
 
 
 def output_frames(items: Iterable[RenderedCrop], source: SourceFace, settings: AnimateSettings

@@ -20,6 +20,8 @@ from typing import Iterator
 from talkingface.errors import CheckpointError, ConfigError, DataError
 
 BUNDLED_CHOICE = "bundled default"  # the model menu's entry for AnimateOptions(ckpt=None)
+SR_HINT = ("none is bundled; the operator puts temporal_gfpgan.pth or one from train-sr in --models-dir "
+           "and it appears in the menu")
 
 
 def default_work_dir() -> Path:
@@ -31,17 +33,38 @@ class AppSettings:
     work_dir: Path = field(default_factory=default_work_dir)  # job folders go to work_dir/jobs
     max_seconds: float = 60.0  # longest video accepted (driving, portrait, personalise and enhance uploads)
     max_steps: int = 1000  # most personalisation steps one request may ask for
+    max_text: int = 1000  # longest text the Speak tab speaks, in characters
     keep_hours: float = 24.0  # finished job folders older than this are deleted when a new job starts
     device: str = "auto"
     vgg19: str | None = None  # personalisation: VGG19 weights (default: $TALKINGFACE_VGG19 or the torch hub cache)
     random_vgg: bool = False  # smoke tests only: personalise with an untrained VGG19
+    models_dir: Path | None = None  # checkpoints (*.pth, *.pth.tar, *.pt) offered in the model menus; None: none
+    allow_server_paths: bool = False  # accept checkpoint paths typed on the page (any file the server can read)
+    max_upload_mb: float = 200.0  # largest upload Gradio accepts, in MB (10^6 bytes)
+    max_image_side: int = 4096  # longest side of an uploaded image or video frame, in pixels
+    job_timeout: float = 600.0  # seconds a job may run before the page stops waiting for it
+    queue_size: int = 8  # jobs that may wait for their turn; past it a request is told the server is busy
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)
-        if self.max_seconds <= 0:
-            raise ConfigError(f"--max-seconds must be > 0, got {self.max_seconds:g}")
+        self.models_dir = None if self.models_dir is None else Path(self.models_dir)
+        for flag, value in (("--max-seconds", self.max_seconds), ("--max-upload-mb", self.max_upload_mb),
+                            ("--job-timeout", self.job_timeout)):
+            if value <= 0:
+                raise ConfigError(f"{flag} must be > 0, got {value:g}")
+        for flag, count in (("--max-image-side", self.max_image_side), ("--queue-size", self.queue_size)):
+            if count < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {count}")
         if self.max_steps < 1:
             raise ConfigError(f"the step limit must be >= 1, got {self.max_steps}")
+        if self.models_dir is not None and not self.models_dir.is_dir():
+            raise ConfigError(f"--models-dir {self.models_dir}: not a folder")
+
+    def limits_text(self) -> str:
+        """The limits as the page states them."""
+        return (f"Limits on this server: uploads up to {self.max_upload_mb:g} MB, images and video frames up to "
+                f"{self.max_image_side} px a side, videos up to {self.max_seconds:g} s, {self.job_timeout:g} s per "
+                f"job; at most {self.queue_size} jobs wait in line (past that the server is busy: try again later).")
 
 
 @dataclass
@@ -65,7 +88,7 @@ class AnimateRequest:
     paste_back: bool = True
     full_resolution: bool = True  # the model's motion on the portrait's own pixels; off: its output upsampled
     enhance: bool = False
-    sr_ckpt: str | None = None
+    sr_ckpt: str | None = None  # resolved from the menu or an allowed path
     personalize_steps: int = 0
 
 
@@ -81,19 +104,43 @@ def clean_path(text: str | None) -> str | None:
     return os.path.expanduser(text) if text else None
 
 
-def check_image(path: str | None, what: str) -> Path:
+def check_image(path: str | None, what: str, max_side: int = 4096) -> Path:
     from talkingface.animate.pipeline import is_image_path
 
     if not path:
         raise DataError(f"upload the {what}")
     if not is_image_path(path):
         raise DataError(f"the {what} must be an image (.png, .jpg, .webp, ...)", path)
+    check_side(image_size(path), what, max_side, path)
     return Path(path)
 
 
-def check_video(path: str | None, what: str, max_seconds: float) -> Path:
-    """An uploaded video that decodes and is at most `max_seconds` long (damaged packets are
-    skipped when it is read; a video of which no frame decodes is refused now)."""
+def image_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from the image's header without decoding it; None when Pillow cannot tell (the
+    recipe then says what is wrong with the file). Too many pixels for Pillow is (0, 0)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Image.DecompressionBombError:
+        return 0, 0
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def check_side(size: tuple[int, int] | None, what: str, max_side: int, path: str | Path) -> None:
+    if size is None:
+        return
+    if size == (0, 0):
+        raise DataError(f"the {what} has too many pixels; this server takes up to {max_side} px a side", path)
+    if max(size) > max_side:
+        raise DataError(f"the {what} is {size[0]}x{size[1]}; this server takes up to {max_side} px a side", path)
+
+
+def check_video(path: str | None, what: str, max_seconds: float, max_side: int = 4096) -> Path:
+    """An uploaded video that decodes, is at most `max_seconds` long and `max_side` px a side (damaged
+    packets are skipped when it is read; a video of which no frame decodes is refused now)."""
     from talkingface.utils.video import VIDEO_EXTENSIONS, first_video_frame, iter_frames, probe_video
 
     if not path:
@@ -102,6 +149,7 @@ def check_video(path: str | None, what: str, max_seconds: float) -> Path:
     if video.suffix.lower() not in VIDEO_EXTENSIONS:
         raise DataError(f"the {what} must be a video ({', '.join(sorted(VIDEO_EXTENSIONS))})", video)
     info = probe_video(video)  # a DataError for files that are not videos, whatever their name
+    check_side((info.width, info.height), what, max_side, video)
     if first_video_frame(video) is None:
         raise DataError("no video frame could be decoded (damaged file?)", video)
     fps = info.fps if info.fps > 0 else 25.0
@@ -128,20 +176,6 @@ def check_steps(steps: float | int | None, settings: AppSettings, minimum: int) 
         raise ConfigError(f"personalisation steps must be a whole number from {minimum} to {settings.max_steps}, "
                           f"got {steps}")
     return count
-
-
-def resolve_model(choice: str | None, typed_path: str | None, models: list[SessionModel]) -> str | None:
-    """The checkpoint to use: a typed path wins over the menu; None means the bundled model."""
-    typed = clean_path(typed_path)
-    if typed:
-        return typed
-    if not choice or choice == BUNDLED_CHOICE:
-        return None
-    for model in models:
-        if model.label == choice:
-            return model.path
-    raise CheckpointError(f"{choice!r} is not a model of this browser session (personalised models are kept per "
-                          "session: personalise again after reloading the page)")
 
 
 # --------------------------------------------------------------------------- job folders
@@ -175,20 +209,19 @@ def animate_job(settings: AppSettings, request: AnimateRequest):
     if request.portrait_image and request.portrait_video:
         raise DataError("give a portrait photo or a portrait video, not both (clear one of them)")
     if request.portrait_video:
-        source = check_video(request.portrait_video, "portrait video", settings.max_seconds)
+        source = check_video(request.portrait_video, "portrait video", settings.max_seconds, settings.max_image_side)
     elif request.portrait_image:
-        source = check_image(request.portrait_image, "portrait photo")
+        source = check_image(request.portrait_image, "portrait photo", settings.max_image_side)
     else:
         raise DataError("upload a portrait: a photo, a webcam picture or a video")
-    driving = check_video(request.driving, "driving video", settings.max_seconds)
+    driving = check_video(request.driving, "driving video", settings.max_seconds, settings.max_image_side)
     steps = check_steps(request.personalize_steps, settings, minimum=0)
     if steps and not request.portrait_video:
         raise ConfigError("personalising needs a portrait video (it fine-tunes on its frames): upload one, "
                           "or set the steps to 0")
-    sr_ckpt = clean_path(request.sr_ckpt) if request.enhance else None
+    sr_ckpt = request.sr_ckpt if request.enhance else None
     if request.enhance and not sr_ckpt:
-        raise CheckpointError("enhance needs the super-resolution checkpoint's path on the server "
-                              "(temporal_gfpgan.pth or one from train-sr; it is not bundled)")
+        raise CheckpointError(f"enhance needs a super-resolution checkpoint: {SR_HINT}")
     with job_folder(settings, "animate") as folder:
         return run_animate(AnimateOptions(
             source=str(source), driving=str(driving), out=str(folder / "animated.mp4"), ckpt=request.ckpt,
@@ -198,13 +231,52 @@ def animate_job(settings: AppSettings, request: AnimateRequest):
             random_vgg=settings.random_vgg))
 
 
+def check_audio(path: str | None, max_seconds: float) -> Path:
+    """An uploaded speech file that opens, has sound and is at most `max_seconds` long (by its header;
+    the recipe decodes it, and says so in one line when it cannot)."""
+    import av
+
+    if not path:
+        raise DataError("upload the speech audio, or type the text to speak")
+    audio = Path(path)
+    try:
+        with av.open(str(audio)) as container:
+            if not container.streams.audio:
+                raise DataError("the speech audio has no sound track", audio)
+            stream = container.streams.audio[0]
+            seconds = (container.duration / 1e6 if container.duration else
+                       float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot open as audio ({e})", audio) from None
+    if seconds > max_seconds:
+        raise DataError(f"the speech audio is {seconds:.1f} s long; this server takes up to {max_seconds:g} s", audio)
+    return audio
+
+
+def speak_job(settings: AppSettings, portrait: str | None, audio: str | None, text: str | None,
+              ckpt: str | None = None):
+    """run_speak on an uploaded portrait and speech audio, or text; returns its SpeakResult."""
+    from talkingface.recipes.speak import SpeakOptions, run_speak
+
+    source = check_image(portrait, "portrait photo", settings.max_image_side)
+    text = (text or "").strip() or None
+    if audio and text:
+        raise DataError("give speech audio or text, not both (clear one of them)")
+    if text is not None and len(text) > settings.max_text:
+        raise DataError(f"the text is {len(text)} characters long; this server speaks up to {settings.max_text}")
+    speech = None if text is not None else str(check_audio(audio, settings.max_seconds))
+    with job_folder(settings, "speak") as folder:
+        return run_speak(SpeakOptions(source=str(source), out=str(folder / "speak.mp4"), audio=speech, text=text,
+                                      ckpt=ckpt, device=settings.device))
+
+
 def personalize_job(settings: AppSettings, video: str | None, steps: float | int | None, base_ckpt: str | None,
                     models: list[SessionModel]):
     """run_personalize on an uploaded video; returns (PersonalizeResult, the SessionModel to add)."""
     from talkingface.recipes.animate import default_checkpoint
     from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
 
-    person = check_video(video, "video of the person", settings.max_seconds)
+    person = check_video(video, "video of the person", settings.max_seconds, settings.max_image_side)
     step_count = check_steps(steps, settings, minimum=1)
     base = base_ckpt or str(default_checkpoint())
     with job_folder(settings, "personalize") as folder:
@@ -219,11 +291,10 @@ def enhance_job(settings: AppSettings, video: str | None, sr_ckpt: str | None):
     """run_enhance on an uploaded clip of square face crops; returns its EnhanceResult."""
     from talkingface.recipes.enhance import EnhanceOptions, run_enhance
 
-    clip = check_video(video, "clip", settings.max_seconds)
-    ckpt = clean_path(sr_ckpt)
+    clip = check_video(video, "clip", settings.max_seconds, settings.max_image_side)
+    ckpt = sr_ckpt
     if not ckpt:
-        raise CheckpointError("give the super-resolution checkpoint's path on the server "
-                              "(temporal_gfpgan.pth or one from train-sr; it is not bundled)")
+        raise CheckpointError(f"choose the super-resolution checkpoint: {SR_HINT}")
     with job_folder(settings, "enhance") as folder:
         return run_enhance(EnhanceOptions(input=str(clip), ckpt=ckpt, out=str(folder / "enhanced.mp4"),
                                           device=settings.device))

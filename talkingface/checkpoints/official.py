@@ -27,6 +27,10 @@ FORMAT_VERSION = 1
 META_KEY = "talkingface"
 
 # --------------------------------------------------------------------------- names
+# what a missing official checkpoint's error says to do
+OFFICIAL_CKPT_HINT = ("download ckpt_base.pth.tar, the official MetaPortrait base model linked from "
+                      "github.com/Meta-Portrait/MetaPortrait, and save it at this path")
+
 def _spade_block_names(count: int) -> list[str]:
     """Official SPADE block names: head_0, G_middle_0.., then the last four are up_0..up_3."""
     early = max(0, count - 4)

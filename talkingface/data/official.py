@@ -16,6 +16,7 @@ import pickle
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -59,8 +60,10 @@ def read_source_map(root: Path) -> dict[str, int]:
         raise DataError("identity indices must be integers", path) from None
 
 
-def load_image(path: Path, height: int, width: int) -> np.ndarray:
-    """RGB float32 H x W x 3 in 0..1, bicubic-resized when the size differs (as the reference)."""
+def load_image(path: Path | BinaryIO, height: int, width: int, name: str | Path | None = None) -> np.ndarray:
+    """RGB float32 H x W x 3 in 0..1, bicubic-resized when the size differs (as the reference).
+
+    `path` may be an open binary file (a shard member); `name` then names it in errors."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -69,23 +72,73 @@ def load_image(path: Path, height: int, width: int) -> np.ndarray:
             img = img.resize((width, height), Image.BICUBIC)
             return np.asarray(img, dtype=np.float32) / 255
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read image ({e})", path) from None
+        raise DataError(f"cannot read image ({e})", name or path) from None
 
 
-def load_npy(path: Path, shapes: list[tuple[int, ...]], what: str) -> np.ndarray:
-    """Load a .npy (no pickles) and check it has one of `shapes`."""
-    if not path.is_file():
-        raise DataError(f"missing {what} file", path)
+def load_npy(path: Path | BinaryIO, shapes: list[tuple[int, ...]], what: str,
+             name: str | Path | None = None) -> np.ndarray:
+    """Load a .npy (no pickles) and check it has one of `shapes`.
+
+    `path` may be an open binary file (a shard member); `name` then names it in errors."""
+    name = name or path
+    if not hasattr(path, "read") and not Path(path).is_file():
+        raise DataError(f"missing {what} file", name)
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"cannot read {what} ({e})", path) from None
+        raise DataError(f"cannot read {what} ({e})", name) from None
     if arr.shape not in shapes:
         want = " or ".join("x".join(map(str, s)) for s in shapes)
-        raise DataError(f"{what} has shape {'x'.join(map(str, arr.shape))}, expected {want}", path)
+        raise DataError(f"{what} has shape {'x'.join(map(str, arr.shape))}, expected {want}", name)
     if not np.all(np.isfinite(arr)):
-        raise DataError(f"{what} contains NaN or inf", path)
+        raise DataError(f"{what} contains NaN or inf", name)
     return arr.astype(np.float32)
+
+
+def with_subset(scheme: LandmarkScheme, subset: list[int] | None) -> LandmarkScheme:
+    """`scheme` with the config's 58-point subset (`dataset.ldmk_idx`) in place of its own."""
+    if subset is None:
+        return scheme
+    return LandmarkScheme(scheme.name, scheme.num_points, scheme.edges, scheme.edge_colors,
+                          np.asarray(subset, dtype=np.int64), scheme.roles)
+
+
+def read_landmarks(path: Path | BinaryIO, scheme: LandmarkScheme, name: str | Path | None = None) -> np.ndarray:
+    n = scheme.num_points
+    return load_npy(path, [(n, 2), (1, n, 2)], f"{scheme.name} landmarks", name).reshape(n, 2)
+
+
+def encode_view(image: Path | BinaryIO, landmarks: Path | BinaryIO, scheme: LandmarkScheme, size: int,
+                name: str | None = None) -> dict[str, torch.Tensor]:
+    """One image with its landmarks as the model sees it: image, line image, 58-point subset.
+    `name` (file-like inputs): how errors name them; the landmark file is `name` + ' landmarks'."""
+    image = load_image(image, size, size, name)
+    points = read_landmarks(landmarks, scheme, None if name is None else f"{name} landmarks")
+    line = draw_line_image(points, scheme, size, size)
+    return {
+        "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
+        "line": torch.from_numpy(line).permute(2, 0, 1).float() / 255,
+        "subset": torch.from_numpy(normalized_subset(points, scheme)),
+    }
+
+
+def frame_item(src: dict[str, torch.Tensor], drv: dict[str, torch.Tensor], scheme: LandmarkScheme, size: int,
+               identity: int, index: int, driving_theta: np.ndarray | None = None) -> dict[str, torch.Tensor | int]:
+    """A training/inference item from an encoded source (`encode_view` plus `identity`, and `theta`
+    when asked for) and an encoded driving frame: what every dataset reader returns."""
+    subset = drv["subset"].numpy()
+    item = {
+        "source": src["image"], "source_line": src["line"], "source_subset": src["subset"],
+        "identity": src["identity"],
+        "driving": drv["image"], "driving_line": drv["line"], "driving_subset": drv["subset"],
+        "eye_mask": torch.from_numpy(eye_mask(subset, scheme, size, size)),
+        "mouth_mask": torch.from_numpy(mouth_mask(subset, scheme, size, size)),
+        "identity_index": identity, "index": index,
+    }
+    if driving_theta is not None:
+        item["source_theta"] = src["theta"]
+        item["driving_theta"] = torch.from_numpy(driving_theta)
+    return item
 
 
 @dataclass(frozen=True)
@@ -135,11 +188,7 @@ class OfficialDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError("dataset folder not found", self.root)
-        self.scheme = scheme
-        if subset is not None:
-            scheme = LandmarkScheme(scheme.name, scheme.num_points, scheme.edges, scheme.edge_colors,
-                                    np.asarray(subset, dtype=np.int64), scheme.roles)
-            self.scheme = scheme
+        self.scheme = with_subset(scheme, subset)
         self.size = resolution
         self.identity_dim = identity_dim
         self.with_theta = with_theta
@@ -165,25 +214,12 @@ class OfficialDataset(torch.utils.data.Dataset):
             self._landmarks(self.root / f"src_{k}_ldmk.npy")
 
     def _landmarks(self, path: Path) -> np.ndarray:
-        n = self.scheme.num_points
-        pts = load_npy(path, [(n, 2), (1, n, 2)], f"{self.scheme.name} landmarks").reshape(n, 2)
-        return pts
-
-    def _encode(self, image_path: Path, ldmk_path: Path) -> dict[str, torch.Tensor]:
-        s = self.size
-        image = load_image(image_path, s, s)
-        points = self._landmarks(ldmk_path)
-        line = draw_line_image(points, self.scheme, s, s)
-        return {
-            "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
-            "line": torch.from_numpy(line).permute(2, 0, 1).float() / 255,
-            "subset": torch.from_numpy(normalized_subset(points, self.scheme)),
-        }
+        return read_landmarks(path, self.scheme)
 
     def source(self, k: int) -> dict[str, torch.Tensor]:
         """The encoded source of identity k (cached: shared by all its frames)."""
         if k not in self._sources:
-            enc = self._encode(self.root / f"src_{k}.png", self.root / f"src_{k}_ldmk.npy")
+            enc = encode_view(self.root / f"src_{k}.png", self.root / f"src_{k}_ldmk.npy", self.scheme, self.size)
             id_path = self.root / f"src_{k}_id.npy"
             ident = load_npy(id_path, [(1, self.identity_dim), (self.identity_dim,)], "identity embedding")
             enc["identity"] = torch.from_numpy(ident.reshape(-1))
@@ -195,17 +231,6 @@ class OfficialDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         frame = self.frames[index]
         src = self.source(frame.identity)
-        drv = self._encode(frame.image, frame.landmarks)
-        subset = drv["subset"].numpy()
-        item = {
-            "source": src["image"], "source_line": src["line"], "source_subset": src["subset"],
-            "identity": src["identity"],
-            "driving": drv["image"], "driving_line": drv["line"], "driving_subset": drv["subset"],
-            "eye_mask": torch.from_numpy(eye_mask(subset, self.scheme, self.size, self.size)),
-            "mouth_mask": torch.from_numpy(mouth_mask(subset, self.scheme, self.size, self.size)),
-            "identity_index": frame.identity, "index": index,
-        }
-        if self.with_theta:
-            item["source_theta"] = src["theta"]
-            item["driving_theta"] = torch.from_numpy(load_npy(frame.theta, [(2, 3)], "theta"))
-        return item
+        drv = encode_view(frame.image, frame.landmarks, self.scheme, self.size)
+        theta = load_npy(frame.theta, [(2, 3)], "theta") if self.with_theta else None
+        return frame_item(src, drv, self.scheme, self.size, frame.identity, index, theta)

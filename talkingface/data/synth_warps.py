@@ -307,6 +307,31 @@ def _mouth_warp(geo: FaceGeometry, gap_px: float) -> _MouthWarp:
         upper_plateau=max(parting - float(bt), 0.1 * width) + margin, upper_falloff=0.5 * width)
 
 
+def parted_lips(points_px: np.ndarray, scheme: LandmarkScheme, gap_px: float,
+                side: np.ndarray | None = None) -> np.ndarray:
+    """Where a face's points (N x 2, pixels) go when its lips part by `gap_px` at the mouth
+    centre, exactly as a synthetic clip's mouth opening moves them (the mouth warp, forward):
+    the lower lip and jaw down, the upper lip a little up, fading out towards chin and nose.
+
+    The lips part along a curve 40% of the way from the top to the bottom of the lips, so on
+    a closed mouth both inner lips lie on its lower side and move down together. `side` (N:
+    -1 upper lip, +1 lower lip, 0 as the curve says) puts points on their own lip instead, as
+    a face tracker sees a mouth that really opens (speech tracks, talkingface.speech)."""
+    points_px = np.asarray(points_px, dtype=np.float64)
+    warp = _mouth_warp(FaceGeometry.from_landmarks(points_px, scheme), float(gap_px))
+    if not warp.moves:
+        return points_px.copy()
+    x, y = warp.forward(points_px[:, 0], points_px[:, 1])
+    if side is not None:  # points on the wrong side of the curve move rigidly with their own lip
+        a, b = warp.frame.to_local(points_px[:, 0], points_px[:, 1])
+        below, share = b >= warp._parting(a), _bell(a, warp.half_width)
+        up, down = (side < 0) & below, (side > 0) & ~below
+        b = np.where(up, b - warp.upper * share, np.where(down, b + warp.lower * share, b))
+        gx, gy = warp.frame.to_global(a, b)
+        x, y = np.where(up | down, gx, x), np.where(up | down, gy, y)
+    return np.stack([x, y], axis=1)
+
+
 def _eye_warp(eye: np.ndarray, down: np.ndarray, closure: float) -> _EyeWarp:
     frame = _LocalFrame.through(eye[0], eye[1], down)
     width = max(float(np.linalg.norm(eye[1] - eye[0])), 2.0)

@@ -41,6 +41,11 @@ class MachineInfo:
                 f"torch {self.torch}, Python {platform.python_version()}"]
 
 
+def simd_flags() -> tuple[str, ...]:
+    """Every avx2, avx512* and amx* flag of /proc/cpuinfo, sorted."""
+    return tuple(sorted(f for f in cpu_flags() if f == "avx2" or f.startswith(("avx512", "amx"))))
+
+
 def cpu_model_name() -> str:
     """`lscpu`'s model name (falls back to /proc/cpuinfo, then platform.processor())."""
     try:

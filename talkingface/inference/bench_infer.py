@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from talkingface.inference.bench import PathResult, PeakMemory, format_table, load_average, machine_info, timed
-from talkingface.inference.engine import InferenceEngine, SourceCache, choose_precision, psnr_uint8
+from talkingface.inference.engine import (InferenceEngine, SourceCache, choose_precision, generator_psnr_check,
+                                          psnr_uint8)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config" / "meta_portrait_256_eval.yaml"
@@ -110,7 +111,7 @@ class ModelFactory:
 def sample_batches(cfg, frames: int, batch_size: int, device: torch.device):
     """`frames` driving frames of the bundled sample (cycled), as GeneratorInputs batches."""
     from talkingface.data.sample import install_sample_data
-    from talkingface.recipes.infer import batch_inputs, open_dataset
+    from talkingface.inference.reconstruct import batch_inputs, open_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root, _ = install_sample_data(Path(tmp) / "data")
@@ -158,7 +159,7 @@ def run_step(step: Step, factory: ModelFactory, batches, device: torch.device,
     """Time one path over all frames (after one untimed warm-up batch), `repeat` times,
     keeping the fastest. The source encoding is timed: once per video for the optimised
     paths, per frame otherwise."""
-    from talkingface.recipes.infer import to_uint8
+    from talkingface.inference.reconstruct import to_uint8
 
     memory = PeakMemory(device)
     gc.collect()
@@ -270,7 +271,7 @@ def run_onnx_step(factory: ModelFactory, batches, batch: int, device: torch.devi
     once per video, one untimed warm-up batch, the fastest of `repeat` passes. The export
     is not timed."""
     from talkingface.inference.onnx import OnnxRenderer, export_onnx
-    from talkingface.recipes.infer import to_uint8
+    from talkingface.inference.reconstruct import to_uint8
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -359,15 +360,15 @@ def _score(row: PathResult, pixels: np.ndarray, reference: np.ndarray) -> None:
 def run(opts: BenchOptions) -> list[PathResult]:
     device = torch.device(opts.device)
     info = machine_info(device)
-    precision = opts.precision
-    if precision == "auto":
-        precision = choose_precision(device).precision
     print("\n".join(info.lines()))
     print(f"load average at start: {load_average()}")
     factory = ModelFactory(opts)
     print(f"model: official 256 architecture ({opts.config.name}), {factory.weights}; {opts.frames} frames, "
           f"fastest of {opts.repeat} timed pass(es) per path")
     batches = sample_batches(factory.cfg, opts.frames, opts.batch_size, device)
+    precision = opts.precision
+    if precision == "auto":  # measured on these weights and the first batch (only where a low precision is native)
+        precision = choose_precision(device, generator_psnr_check(factory().to(device), batches[0], device)).precision
 
     if opts.ablation:
         steps = ablation_steps(opts.batch_size, precision, opts.compile)

@@ -26,7 +26,7 @@ import torch
 
 from talkingface.inference.bench import PathResult, PeakMemory, format_table, load_average, machine_info, timed
 from talkingface.inference.engine import choose_precision, psnr_uint8
-from talkingface.inference.sr import prepare_sr, sr_to_uint8
+from talkingface.inference.sr import prepare_sr, sr_psnr_check, sr_to_uint8
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY = REPO.parent / "shared" / "parity"
@@ -118,11 +118,13 @@ def run_step(step: SRStep, factory: SRFactory, clip: torch.Tensor, device: torch
 def run(opts: SRBenchOptions) -> list[PathResult]:
     device = torch.device(opts.device)
     info = machine_info(device)
-    precision = choose_precision(device, model="sr").precision if opts.precision == "auto" else opts.precision
     print("\n".join(info.lines()))
     print(f"load average at start: {load_average()}")
     factory = SRFactory(opts)
     clip = input_clip(opts, factory.config.out_size // 2)
+    precision = opts.precision
+    if precision == "auto":  # measured on these weights and this clip (only where a low precision is native)
+        precision = choose_precision(device, sr_psnr_check(factory().eval().to(device), clip.to(device))).precision
     print(f"model: temporal SR, official configuration, {factory.weights}; one clip of {opts.frames} frames, "
           f"{clip.shape[-1]} -> {factory.config.out_size}")
     steps = [SRStep("reference: fp32, as loaded", prepared=False)]

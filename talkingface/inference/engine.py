@@ -46,14 +46,6 @@ __all__ = ["PRECISIONS", "EmulatedPrecisionWarning", "EngineOptions", "Inference
 
 MIN_PSNR_DB = 40.0
 
-# Output PSNR (uint8 frames) of the low precisions against fp32 per model and device type,
-# measured with benchmarks/bench_infer.py and bench_sr.py on the parity weights (see
-# docs/performance.md). Used when `choose_precision` gets no sample to check on.
-MEASURED_PSNR_DB: dict[str, dict[str, dict[str, float]]] = {
-    "base": {"cpu": {"bf16": 42.4}},
-    "sr": {"cpu": {"bf16": 46.1}},
-}
-
 
 # --------------------------------------------------------------------------- hardware
 @lru_cache(maxsize=1)
@@ -151,36 +143,34 @@ class PrecisionChoice:
 
 
 def choose_precision(device: torch.device | str, check: Callable[[str], float] | None = None,
-                     min_psnr: float = MIN_PSNR_DB, model: str = "base") -> PrecisionChoice:
-    """The fastest precision whose output stays at `min_psnr` dB or more against fp32.
-
-    `check(precision)` returns that PSNR on a sample (`generator_psnr_check`,
-    `talkingface.inference.sr.sr_psnr_check`); without it the figure measured for this
-    `model` ("base" or "sr") on this kind of device is used, and an unmeasured
-    combination gets fp32.
-    """
+                     min_psnr: float = MIN_PSNR_DB) -> PrecisionChoice:
+    """The fastest precision the device runs natively whose output stays at `min_psnr` dB or
+    more against fp32, measured by `check(precision)` on the user's own model and data (a few
+    frames: `generator_psnr_check`, `talkingface.inference.sr.sr_psnr_check`). Nothing is
+    assumed: without a check, or with no native low precision, the answer is fp32 (and the
+    check never runs)."""
     device = torch.device(device)
-    for precision in native_precisions(device):
-        if check is not None:
-            value = float(check(precision))
-            source = "checked on a sample"
-        else:
-            known = MEASURED_PSNR_DB.get(model, {}).get(device.type, {}).get(precision)
-            if known is None:
-                continue
-            value, source = known, "measured on this kind of device (docs/performance.md)"
+    candidates = native_precisions(device)
+    if check is None or not candidates:
+        why = "no sample to check a lower precision on" if candidates else \
+            f"no native low precision on this {device.type}"
+        return PrecisionChoice("fp32", f"fp32: {why}")
+    measured = []
+    for precision in candidates:
+        value = float(check(precision))
+        measured.append(f"{precision} {value:.1f} dB")
         if value >= min_psnr:
-            return PrecisionChoice(precision, f"{precision}: {value:.1f} dB against fp32, {source}", value)
-    return PrecisionChoice("fp32", "no faster precision known to stay within "
-                           f"{min_psnr:.0f} dB of fp32 on {device.type}")
+            return PrecisionChoice(precision, f"{precision}: {value:.1f} dB against fp32 on this model and input", value)
+    return PrecisionChoice("fp32", f"fp32: measured against fp32 on this model and input, {', '.join(measured)} "
+                           f"(below {min_psnr:.0f} dB)")
 
 
 def resolve_precision(requested: str, device: torch.device | str, check: Callable[[str], float] | None = None,
-                      model: str = "base", force: bool = False) -> PrecisionChoice:
+                      force: bool = False) -> PrecisionChoice:
     """For "auto" the `choose_precision` pick; else `requested` (fp32, bf16, fp16), or fp32 with
     one warning where the device only emulates it (`fit_precision`; `force` keeps it)."""
     if requested == "auto":
-        return choose_precision(device, check, model=model)
+        return choose_precision(device, check)
     precision = fit_precision(requested, device, force)
     if precision != requested:
         return PrecisionChoice(precision, f"{precision}: {requested} is emulated on this {torch.device(device).type}")
@@ -192,21 +182,27 @@ def to_uint8(prediction: torch.Tensor) -> np.ndarray:
     return np.clip(prediction.float().permute(0, 2, 3, 1).cpu().numpy() * 255, 0, 255).astype(np.uint8)
 
 
-def generator_psnr_check(model: nn.Module, sample: GeneratorInputs,
+def generator_psnr_check(model: nn.Module, sample: GeneratorInputs | Callable[[], GeneratorInputs],
                          device: torch.device | str = "cpu") -> Callable[[str], float]:
     """A `check` for `choose_precision`: PSNR of the sample rendered at a precision
     against fp32, on the model as given (not copied: its convolutions are lowered only
     while the check runs, with the weights rounded as `lower_conv_precision` rounds them).
-    """
+    `sample` may be a function that makes it: then nothing (not even the fp32 reference)
+    runs unless a precision is actually checked."""
     device = torch.device(device)
-    model = model.eval()
-    x = sample.to(device)
-    with torch.inference_mode():
-        reference = to_uint8(model(x)["prediction"])
+    cache: dict[str, object] = {}
+
+    def reference() -> tuple[GeneratorInputs, np.ndarray]:
+        if not cache:
+            x = (sample() if callable(sample) else sample).to(device)
+            with torch.inference_mode():
+                cache["x"], cache["fp32"] = x, to_uint8(model.eval()(x)["prediction"])
+        return cache["x"], cache["fp32"]  # type: ignore[return-value]
 
     def check(precision: str) -> float:
+        x, fp32 = reference()
         with torch.inference_mode(), lowered_temporarily(model, LOW_DTYPES[precision]):
-            return psnr_uint8(to_uint8(model(x)["prediction"]), reference)
+            return psnr_uint8(to_uint8(model(x)["prediction"]), fp32)
 
     return check
 

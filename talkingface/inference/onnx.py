@@ -308,6 +308,12 @@ class OnnxRenderer:
         self._shapes = {i.name: i.shape for i in self._session.get_inputs()}
         self._repeat_cache: tuple[list[torch.Tensor], int, list[np.ndarray]] | None = None
 
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the render session runs on, in ONNX Runtime's order of
+        preference (a CUDA provider that failed to load is missing here)."""
+        return list(self._session.get_providers())
+
     def _checked(self, name: str, t: torch.Tensor) -> np.ndarray:
         """`t` as a float32 array, its non-batch dimensions checked against the graph's."""
         want = self._shapes[name]

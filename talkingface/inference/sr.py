@@ -60,16 +60,23 @@ def _channels_last_weights(model: nn.Module) -> None:
                 tensor.data = tensor.data[0].contiguous(memory_format=torch.channels_last)[None]
 
 
-def sr_psnr_check(model: nn.Module, clip: torch.Tensor) -> Callable[[str], float]:
+def sr_psnr_check(model: nn.Module, clip: torch.Tensor | Callable[[], torch.Tensor]) -> Callable[[str], float]:
     """A `check` for `choose_precision`: PSNR of the clip (1 x N x 3 x S x S, 0..1)
-    super-resolved at a precision against fp32, on the model as given."""
-    model = model.eval()
-    with torch.inference_mode():
-        reference = sr_to_uint8(model(clip))
+    super-resolved at a precision against fp32, on the model as given. `clip` may be a
+    function that makes it: then nothing runs unless a precision is actually checked."""
+    cache: dict[str, object] = {}
+
+    def reference() -> tuple[torch.Tensor, np.ndarray]:
+        if not cache:
+            x = clip() if callable(clip) else clip
+            with torch.inference_mode():
+                cache["x"], cache["fp32"] = x, sr_to_uint8(model.eval()(x))
+        return cache["x"], cache["fp32"]  # type: ignore[return-value]
 
     def check(precision: str) -> float:
+        x, fp32 = reference()
         with torch.inference_mode(), LowPrecisionConvMode(LOW_DTYPES[precision]):
-            return psnr_uint8(sr_to_uint8(model(clip)), reference)
+            return psnr_uint8(sr_to_uint8(model(x)), fp32)
 
     return check
 

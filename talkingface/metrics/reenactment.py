@@ -76,3 +76,12 @@ def follow_scores(output: MotionTrack, driving: MotionTrack) -> dict[str, float]
     if len(output.head_x) != len(driving.head_x):
         raise ValueError(f"the videos differ in length: {len(output.head_x)} and {len(driving.head_x)} frames")
     return {name: correlation(output.signal(name), driving.signal(name)) for name in SIGNALS}
+
+
+def follow_table(output: MotionTrack, driving: MotionTrack,
+                 baselines: dict[str, MotionTrack]) -> dict[str, dict[str, float]]:
+    """follow_scores of the output and of each baseline (e.g. "static source", "similarity
+    warp") against the same driving video: {"output": {...}, name: {...}}."""
+    table = {"output": follow_scores(output, driving)}
+    table.update({name: follow_scores(track, driving) for name, track in baselines.items()})
+    return table

@@ -56,7 +56,7 @@ def _transfer(src: Path, dst: Path, link: bool) -> None:
     shutil.copy2(src, dst)
 
 
-def _dataset_facts(root: Path) -> tuple[str | None, int | None, int | None]:
+def dataset_facts(root: Path) -> tuple[str | None, int | None, int | None]:
     """(scheme, identity dim, image size) of a dataset, from meta.json or its files."""
     meta = _read_json(root / "meta.json") or {}
     dim = meta.get("identity_dim")
@@ -84,7 +84,7 @@ def merge_datasets(inputs: list[Path], out: Path, force: bool = False, link: boo
     if out.exists() and not force:
         raise DataError("already exists (use --force to replace it)", out)
 
-    facts = {root: _dataset_facts(root) for root in inputs}
+    facts = {root: dataset_facts(root) for root in inputs}
     first = inputs[0]
     for root, fact in facts.items():
         for what, a, b in zip(("landmark scheme", "identity size", "image size"), facts[first], fact):

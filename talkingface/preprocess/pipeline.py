@@ -102,6 +102,9 @@ class VideoResult:
     frames_kept: int = 0
     dropped: list[tuple[int, str]] = field(default_factory=list)
     error: str | None = None
+    # the error came from the machine (an I/O error of a file system, memory), not from the input:
+    # another attempt may succeed (the Ray runner retries these)
+    transient: bool = False
     seconds: float = 0.0
 
     @property
@@ -220,6 +223,7 @@ def process_input(item: InputItem, settings: VideoSettings, staging: Path,
         result.error = str(e) if e.path else f"{item.path}: {e}"
     except Exception as e:  # noqa: BLE001 - one broken input must not stop a corpus run
         result.error = f"{item.path}: internal error while preprocessing: {type(e).__name__}: {e}"
+        result.transient = isinstance(e, (OSError, MemoryError))
     result.seconds = time.perf_counter() - start
     if result.error is not None:
         shutil.rmtree(staging, ignore_errors=True)  # a failed input leaves no partial frames behind

@@ -19,7 +19,6 @@ index). A lock file keeps two runs from writing the same ROOT at once.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from talkingface.data.writer import write_map
 from talkingface.errors import DataError
 from talkingface.preprocess.pipeline import FRAMES_DIR, SCHEME, SOURCE_FILES, VideoResult
 from talkingface.preprocess.sources import InputItem
-from talkingface.utils.atomic import atomic_path
+from talkingface.utils.atomic import read_json, write_json
 
 META_FILE = "meta.json"
 FORMAT = "talkingface-preprocess"
@@ -41,17 +40,29 @@ LOCK_FILE = ".lock"
 INCOMPLETE_MARKER = ".incomplete"
 
 
-def write_json(path: Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-
-
-def read_json(path: Path) -> dict | None:
+def lock_folder(root: Path) -> int | None:
+    """Take ROOT/.lock for this run (an open descriptor; closing it releases the lock), or raise
+    when another run holds it. None where file locks do not exist (not POSIX): unlocked."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        import fcntl
+    except ImportError:
         return None
-    return data if isinstance(data, dict) else None
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise DataError("another preprocess run is writing to this folder (give each shard its own --out, "
+                        "then merge-data)", root) from None
+    return fd
+
+
+def fresh_staging_dir(root: Path, item: InputItem) -> Path:
+    """ROOT/.staging/<token>.partial for one input, emptied (its parent created)."""
+    path = root / STAGING_DIR / f"{item.token}.partial"
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def identity_folders(root: Path) -> list[tuple[int, Path]]:
@@ -83,8 +94,10 @@ def write_frame_map(root: Path, mapping: dict[str, int]) -> None:
 
 
 @dataclass
-class DatasetStore:
-    """Owns ROOT for one preprocess run: use as a context manager."""
+class LockedStore:
+    """What a preprocess output (a dataset folder, a shard set) shares: ROOT locked for one run,
+    stale staging cleared, `_open` (the format's own setup) run under the lock, `finalize` on
+    exit. Use as a context manager."""
 
     root: Path
     resolution: int
@@ -96,18 +109,15 @@ class DatasetStore:
     _lock_fd: int | None = None
     _next_k: int = 0
 
-    def __enter__(self) -> DatasetStore:
+    def __enter__(self):
         self.root = Path(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise DataError("--out must be a folder", self.root)
         self._created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        self._lock_fd = lock_folder(self.root)
         try:
-            self._check_ownership()
-            shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)  # left by a killed run
-            self._scan()
-            self._write_meta()  # marks ROOT as ours from the start
+            self._open()
         except BaseException:
             self._unlock()
             raise
@@ -119,25 +129,29 @@ class DatasetStore:
         finally:
             self._unlock()
 
-    # ------------------------------------------------------------------ setup
-    def _lock(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: run unlocked
-            return
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise DataError("another preprocess run is writing to this folder (give each shard its own --out, "
-                            "then merge-data)", self.root) from None
-        self._lock_fd = fd
-
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def finalize(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class DatasetStore(LockedStore):
+    """Owns ROOT (the official folder layout) for one preprocess run."""
+
+    def _open(self) -> None:
+        self._check_ownership()
+        shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)  # left by a killed run
+        self._scan()
+        self._write_meta()  # marks ROOT as ours from the start
+
+    # ------------------------------------------------------------------ setup
 
     def _check_ownership(self) -> None:
         meta = read_json(self.root / META_FILE)
@@ -185,10 +199,7 @@ class DatasetStore:
         return item.key in self.done
 
     def staging_dir(self, item: InputItem) -> Path:
-        path = self.root / STAGING_DIR / f"{item.token}.partial"
-        shutil.rmtree(path, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return fresh_staging_dir(self.root, item)
 
     def commit(self, result: VideoResult) -> list[int]:
         """Move a finished input into the dataset as the next identities; returns their k."""

@@ -119,15 +119,27 @@ def _personalize(opts: AnimateOptions, ckpt: Path, source: Path, workdir: Path) 
     return result.checkpoint
 
 
-def _enhancer(sr_ckpt: str, device, precision: str = "auto", force: bool = False):
-    """A crops -> super-resolved crops stream function (loaded now, to fail before any work)."""
+def _enhancer(sr_ckpt: str, device, source_crop: np.ndarray, precision: str = "auto", force: bool = False):
+    """A crops -> super-resolved crops stream function (loaded now, to fail before any rendering).
+    `precision` auto is checked on the source's own crop (only where a low precision is native)."""
+    import cv2
+
     from talkingface.checkpoints.sr import load_temporal_sr
     from talkingface.inference import resolve_precision
-    from talkingface.inference.sr import prepare_sr
-    from talkingface.recipes.enhance import InputResizedWarning, iter_planned, plan_windows, to_tensor, to_uint8
+    from talkingface.inference.sr import prepare_sr, sr_psnr_check
+    from talkingface.recipes.enhance import (InputResizedWarning, iter_planned, plan_windows, sample_clip, to_tensor,
+                                             to_uint8)
 
-    choice = resolve_precision(precision, device, model="sr", force=force)
-    model = prepare_sr(load_temporal_sr(sr_ckpt), device, choice.precision)
+    model = load_temporal_sr(sr_ckpt).eval().to(device)
+    size = model.input_size
+
+    def sample():  # the source crop at the SR input size, as a still clip
+        crop = source_crop if source_crop.shape[0] == size else cv2.resize(source_crop, (size, size),
+                                                                           interpolation=cv2.INTER_AREA)
+        return sample_clip([crop], 2 * model.temporal_radius + 1, device)
+
+    choice = resolve_precision(precision, device, sr_psnr_check(model, sample), force=force)
+    model = prepare_sr(model, device, choice.precision)
     print(f"super-resolution precision {choice.reason}")
     plan = plan_windows(model)
 
@@ -165,35 +177,10 @@ def _check_decodes(path: Path) -> None:
         close_frames(stream)
 
 
-def _track_driving(path: Path, settings, progress: bool):
-    """(landmark track, fps, several faces seen) of the driving video; the caller closes the track."""
-    from talkingface.animate.faces import FaceTracker
-    from talkingface.animate.pipeline import close_frames, open_video, track_landmarks
-    from talkingface.preprocess.scenes import SceneCutDetector
-
-    driving = open_video(path)
-    try:
-        with FaceTracker(settings.tracker, label=f"{path} (driving)") as tracker, \
-                tqdm(total=driving.num_frames or None, unit="frame", desc="track", dynamic_ncols=True,
-                     disable=not progress) as bar:
-            track = track_landmarks(driving.frames, tracker.process, settings, on_frame=lambda: bar.update(1),
-                                    is_cut=SceneCutDetector().push)
-            several = tracker.several_faces > 0
-    finally:
-        close_frames(driving)
-    if track.count == 0 or track.first_good is None:
-        track.close()
-        if track.count == 0:
-            raise DataError("no frames could be decoded", path)
-        raise DataError(f"no face found in any of the {track.count} driving frames", path)
-    return track, (driving.fps if driving.fps > 0 else 25.0), several
-
-
 def run_animate(opts: AnimateOptions) -> AnimateResult:
-    from talkingface.animate.motion import motion_transfer
+    from talkingface.animate.driving import driving_poses, track_driving
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
-                                              map_crops, output_frames, prepare_engine, reference_frame,
-                                              render_crops, settings_for_model, source_poses)
+                                              prepare_engine, reference_frame, render_frames, settings_for_model)
     from talkingface.checkpoints.official import load_generator
     from talkingface.recipes.personalize import config_for_checkpoint
     from talkingface.utils.device import resolve_device
@@ -213,12 +200,11 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
                                   crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
                                   smooth=opts.smooth, render=opts.render)
 
-    # a bad file fails now
-    enhance = _enhancer(opts.sr_ckpt, device, opts.precision, opts.force) if opts.enhance else None
-
     # Faces before the slow steps (personalisation, model loads): a missing face fails in seconds.
     source = load_source(source_path, settings)
-    track, fps, several_driving = _track_driving(driving_path, settings, opts.progress)
+    # a bad SR file fails now, before the driving video is tracked
+    enhance = _enhancer(opts.sr_ckpt, device, source.crop, opts.precision, opts.force) if opts.enhance else None
+    track, fps, several_driving = track_driving(driving_path, settings, opts.progress)
     with track:
         if track.missing:
             print(f"{track.missing} of {track.count} driving frames have no face: they hold the last good pose")
@@ -231,21 +217,12 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
                                 source, scheme)
 
         reference = reference_frame(track, source.points, settings.find_best_frame)
-        def motion_from(driving_points):
-            return motion_transfer(source.points, driving_points, settings.relative, settings.crop_expand,
-                                   settings.crop_offset_y)
-
-        motion = motion_from(track.get(reference))
         if track.cuts:
             print(f"{len(track.cuts)} scene cut(s) in the driving video (frames "
                   f"{', '.join(map(str, track.cuts[:10]))}{', ...' if len(track.cuts) > 10 else ''}): "
                   "motion is measured afresh from each new shot")
-        render = renderer.with_motion if settings.needs_motion else renderer
-        poses = source_poses(track, motion, rebase=motion_from if settings.relative else None)
-        crops = render_crops(render, poses, settings.batch_size)
-        if enhance is not None:
-            crops = map_crops(crops, enhance)
-        frames = output_frames(crops, source, settings)
+        poses = driving_poses(source, track, settings, reference)
+        frames = render_frames(renderer, poses, source, settings, transform=enhance)
         shape: list[int] = []
 
         def counted() -> Iterator[np.ndarray]:

@@ -174,6 +174,16 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
 
 
+def sample_clip(frames: Iterable[np.ndarray], count: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The first `count` frames (the last one repeated if there are fewer) as a 1 x count x 3 x S x S
+    clip: what the precision check super-resolves."""
+    first = list(itertools.islice(frames, count))
+    if not first:
+        raise DataError("no frames to check the precision on")
+    first += [first[-1]] * (count - len(first))
+    return torch.stack([to_tensor(f) for f in first])[None].to(device)
+
+
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -304,7 +314,7 @@ def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     """Load the checkpoint, super-resolve the input, write PNGs or a video (fps and audio kept)."""
     from talkingface.checkpoints.sr import load_temporal_sr
     from talkingface.inference import resolve_precision
-    from talkingface.inference.sr import prepare_sr
+    from talkingface.inference.sr import prepare_sr, sr_psnr_check
     from talkingface.utils.device import resolve_device
     from talkingface.utils.video import VIDEO_EXTENSIONS, write_video
 
@@ -320,7 +330,9 @@ def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     clip = inspect_input(opts.input)  # input errors before the (slow) checkpoint load
     device = resolve_device(opts.device)
     model = load_temporal_sr(opts.ckpt, which=opts.weights).eval().to(device)  # type: ignore[arg-type]
-    choice = resolve_precision(opts.precision, device, model="sr", force=opts.force)
+    # auto: checked on this checkpoint and the input's first frames (only where a low precision is native)
+    choice = resolve_precision(opts.precision, device, sr_psnr_check(model, lambda: sample_clip(
+        read_frames(clip, model.input_size), 2 * model.temporal_radius + 1, device)), force=opts.force)
     model = prepare_sr(model, device, choice.precision)
     plan = plan_windows(model, opts.window, opts.overlap, opts.chunking)
     print(f"Super-resolving {clip.path} ({clip.count or 'unknown number of'} frames) on {device}: "

@@ -26,18 +26,15 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from talkingface.checkpoints.official import load_generator
-from talkingface.config import Config, load_config
+from talkingface.checkpoints.official import OFFICIAL_CKPT_HINT, load_generator
+from talkingface.config import load_config
 from talkingface.data.official import OfficialDataset
 from talkingface.errors import CheckpointError, TalkingFaceError
-from talkingface.inference import InferenceEngine, resolve_precision
-from talkingface.inference.engine import to_uint8  # re-exported: callers import it from here
-from talkingface.landmarks.scheme import get_scheme
-from talkingface.models.generator import GeneratorInputs
+from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
+from talkingface.inference.reconstruct import batch_inputs, iter_reconstruct, open_dataset
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.atomic import atomic_dir, atomic_path
 from talkingface.utils.device import resolve_device
-from talkingface.utils.finite import precision_hint, require_finite
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.png import save_png
 from talkingface.utils.video import write_video
@@ -45,8 +42,6 @@ from talkingface.utils.video import write_video
 # Batching changes a few pixels by one grey level (other conv algorithms), so fp32 keeps
 # batch 1 unless asked; the low precisions differ from fp32 anyway and gain ~1.3x from it.
 LOW_PRECISION_BATCH = 4
-OFFICIAL_CKPT_HINT = ("download ckpt_base.pth.tar, the official MetaPortrait base model linked from "
-                      "github.com/Meta-Portrait/MetaPortrait, and save it at this path")
 
 
 @dataclass
@@ -73,60 +68,6 @@ class InferResult:
     seconds: float
 
 
-def open_dataset(cfg: Config, root: str | Path) -> OfficialDataset:
-    return OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
-                           cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
-
-
-def batch_inputs(batch: dict, device: torch.device) -> GeneratorInputs:
-    return GeneratorInputs(source=batch["source"], source_line=batch["source_line"],
-                           driving_line=batch["driving_line"], driving_subset=batch["driving_subset"],
-                           mouth_mask=batch["mouth_mask"], identity=batch["identity"]).to(device)
-
-
-def iter_reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.device,
-                     engine=None) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Run the model over the dataset in its order, yielding (dataset indices, uint8 frames)
-    per batch.
-
-    Without `engine`, the plain fp32 generator (exact); with one (an InferenceEngine made
-    from `model`), the engine renders."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    encode = engine.encode_source if engine is not None else model.refine.encode_source
-    feature_cache: dict[int, list[torch.Tensor]] = {}
-    with tqdm(total=len(dataset), unit="frame", desc="infer", dynamic_ncols=True) as bar:
-        for batch in loader:
-            with torch.inference_mode():
-                x = batch_inputs(batch, device)
-                ids = batch["identity_index"].tolist()
-                for i, k in enumerate(ids):  # the source pyramid depends on the source only
-                    if k not in feature_cache:
-                        feature_cache[k] = encode(x.source[i:i + 1])
-                if engine is not None and len(set(ids)) == 1:
-                    features = feature_cache[ids[0]]  # batch 1: the engine repeats it once per batch size
-                else:
-                    features = [torch.cat([feature_cache[k][s] for k in ids])
-                                for s in range(len(feature_cache[ids[0]]))]
-                if engine is not None:
-                    prediction = engine.render(x, features)
-                else:
-                    prediction = model.forward_refine(x, model.forward_warp(x), source_features=features)
-                    require_finite(prediction, hint=precision_hint("fp32"))  # (the engine checks its own)
-            yield batch["index"].tolist(), to_uint8(prediction)
-            bar.update(len(ids))
-
-
-def reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.device, on_batch,
-                engine=None) -> int:
-    """`iter_reconstruct` with `on_batch(indices, uint8 frames)` called per batch; returns
-    the number of frames."""
-    done = 0
-    for indices, pixels in iter_reconstruct(model, dataset, batch_size, device, engine):
-        on_batch(indices, pixels)
-        done += len(indices)
-    return done
-
-
 def run_inference(opts: InferOptions) -> InferResult:
     start = time.perf_counter()
     cfg = load_config(opts.config)
@@ -140,7 +81,10 @@ def run_inference(opts: InferOptions) -> InferResult:
     model = fold_spectral_norm(loaded.model).eval().to(device)
     dataset = open_dataset(cfg, opts.data_root or cfg.dataset.data_block().root)
     engine = None
-    choice = resolve_precision(opts.precision, device, force=opts.force)
+    # auto: checked on this checkpoint and the dataset's first frame (only where a low precision is native)
+    check = generator_psnr_check(model, lambda: batch_inputs(torch.utils.data.default_collate([dataset[0]]), device),
+                                 device) if len(dataset) else None
+    choice = resolve_precision(opts.precision, device, check, force=opts.force)
     if choice.precision != "fp32":
         engine = InferenceEngine.prepare(model, device, choice.precision)
     print(f"precision {choice.reason}")

@@ -183,7 +183,7 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
                             f"{lq_side}x{lq_side} output, {2 * lq_side}x{2 * lq_side} (preprocess with "
                             f"--size {2 * lq_side})", frames[0].image)
         if not Path(opts.ckpt).is_file():
-            from talkingface.recipes.infer import OFFICIAL_CKPT_HINT
+            from talkingface.checkpoints.official import OFFICIAL_CKPT_HINT
 
             raise CheckpointError(f"base-model checkpoint not found; {OFFICIAL_CKPT_HINT}", opts.ckpt)
     else:
@@ -238,7 +238,7 @@ def _base_model_pairs(opts: MakeSRDataOptions, cfg, root: Path, frames: list[Fra
 
     from talkingface.checkpoints.official import load_generator
     from talkingface.models.layers import fold_spectral_norm
-    from talkingface.recipes.infer import open_dataset, reconstruct
+    from talkingface.inference.reconstruct import open_dataset, reconstruct
     from talkingface.utils.device import resolve_device
 
     device = resolve_device(opts.device)

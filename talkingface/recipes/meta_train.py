@@ -24,7 +24,7 @@ from talkingface.checkpoints.official import (
     checkpoint_meta, generator_state, has_spectral_norm, load_official_state, read_checkpoint, save_checkpoint)
 from talkingface.config import Config, load_config
 from talkingface.data.meta import MetaTaskDataset, TaskSpec, split_support
-from talkingface.data.official import OfficialDataset
+from talkingface.data.shard_reader import open_frames
 from talkingface.errors import CheckpointError, TrainingError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.metaportrait import MetaPortraitLoss
@@ -49,7 +49,7 @@ class MetaTrainOptions:
     remove_sn: bool = False  # fold spectral norm into plain weights first (outputs unchanged)
     out_dir: str | None = None  # default: saved/ckpt_meta_train/<exp_name>
     resume: str | None = None  # a checkpoint path or "auto"
-    data_root: str | None = None
+    data_root: str | None = None  # a dataset folder or a shard set (default: the config's dataset root)
     device: str = "auto"
     mixed_precision: bool = False  # --fp16: autocast in the inner loop (`mixed_precision_dtype`)
     force: bool = False  # keep it even where the device only emulates it
@@ -59,6 +59,7 @@ class MetaTrainOptions:
     log_every: int | None = None
     vgg19: str | None = None
     random_vgg: bool = False
+    skip_bad: bool = False  # shard sets: leave out truncated shards with a warning instead of stopping
 
 
 @dataclass
@@ -118,8 +119,10 @@ def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info:
         checkpoint_meta(start_ckpt, opts.ckpt).check_matches(cfg, opts.ckpt)
     seed_everything(cfg.general.random_seed)
     vgg = load_vgg(opts.vgg19, opts.random_vgg, device, warn=main) if sum(cfg.train.loss_weights.perceptual) else None
-    frames = OfficialDataset(opts.data_root or d.data_block().root, get_scheme(cfg.model.landmark_scheme),
-                             cfg.resolution[0], cfg.model.generator.class_dim, subset=d.ldmk_idx)
+    # a dataset folder or a shard set (random access: the task sampler draws frames per identity)
+    frames = open_frames(opts.data_root or d.data_block().root, get_scheme(cfg.model.landmark_scheme),
+                         cfg.resolution[0], cfg.model.generator.class_dim, subset=d.ldmk_idx, skip_bad=opts.skip_bad)
+    frames.check_landmark_scheme()  # another scheme or identity size fails now, before the run folder exists
     tasks = MetaTaskDataset(frames, TaskSpec(num_support=d.num_support_samples, num_target=d.num_target_samples,
                                              identities_per_task=d.num_classes_per_set, seed=cfg.general.random_seed))
 

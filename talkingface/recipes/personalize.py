@@ -23,10 +23,11 @@ from talkingface.checkpoints.official import (checkpoint_meta, generator_state, 
                                               save_checkpoint)
 from talkingface.config import Config, load_config, parse_config
 from talkingface.data.official import OfficialDataset
+from talkingface.data.shard_reader import open_frames
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.metaportrait import MetaPortraitLoss
-from talkingface.recipes.infer import batch_inputs
+from talkingface.inference.reconstruct import batch_inputs
 from talkingface.training.adaptation import AdaptSettings, adapt
 from talkingface.training.common import load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.utils.atomic import atomic_path
@@ -41,7 +42,7 @@ DEFAULT_OFFICIAL_CONFIG = (Path(__file__).resolve().parents[1] / "properties" / 
 @dataclass
 class PersonalizeOptions:
     ckpt: str
-    data: str  # an official-layout dataset folder, or a video of the person
+    data: str  # an official-layout dataset folder, a shard set (folder or brace pattern), or a video of the person
     out: str = "personalized.pth.tar"
     steps: int | None = None  # stop after this many steps ...
     seconds: float | None = None  # ... or after this much wall time
@@ -125,7 +126,7 @@ def preprocess_for_model(video: Path, out: Path, cfg: Config) -> Path:
 
 @contextlib.contextmanager
 def person_dataset(data: str, cfg: Config):
-    """Open `data`; a video is preprocessed into a temporary dataset first."""
+    """Open `data` (a dataset folder or a shard set); a video is preprocessed into a temporary dataset first."""
     path = Path(data)
     if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
         with tempfile.TemporaryDirectory(prefix="talkingface-person-") as tmp:
@@ -133,8 +134,10 @@ def person_dataset(data: str, cfg: Config):
             yield OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
                                   cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
         return
-    yield OfficialDataset(path, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
-                          cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+    frames = open_frames(path, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                         cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+    frames.check_landmark_scheme()
+    yield frames
 
 
 def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:

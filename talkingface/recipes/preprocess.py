@@ -1,8 +1,8 @@
-"""`talkingface preprocess`, `validate-data` and `merge-data`: options and wiring.
+"""`talkingface preprocess`, `validate-data`, `merge-data` and `pack-shards`: options and wiring.
 
 The work is in talkingface.preprocess; this module turns options into settings, runs
-inputs (in worker processes with --workers), reports progress and failures, and
-raises one TalkingFaceError at the end when something failed.
+inputs (in worker processes with --workers, as Ray tasks with --ray), reports progress
+and failures, and raises one TalkingFaceError at the end when something failed.
 """
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from talkingface.data.shards import DEFAULT_SHARD_BYTES, INDEX_FILE, import_webdataset
 from talkingface.errors import ConfigError, DataError, TalkingFaceError
 from talkingface.preprocess.identity import IDENTITY_DIM
+from talkingface.preprocess.parallel import InOrder, RaySettings, import_ray, run_on_ray
 from talkingface.preprocess.pipeline import SCHEME, VideoResult, VideoSettings, process_input
+from talkingface.preprocess.shard_store import ShardStore
 from talkingface.preprocess.sources import InputItem, Shard, expand_inputs
 from talkingface.preprocess.store import DatasetStore
 from talkingface.utils.paths import refuse_overwrite
@@ -38,9 +41,18 @@ class PreprocessOptions:
     max_frames: int | None = None
     preview: bool = False
     shard: str | None = None  # "K/N", K 0-based
-    workers: int = 1
+    # inputs at once: worker processes of this machine (default 1); with ray="local": the CPUs of the
+    # local Ray instance (default: all cores)
+    workers: int | None = None
+    ray: str | None = None  # one Ray task per input: "auto", "local" or a cluster address (None: no Ray)
+    ray_retries: int = 3  # Ray: further attempts at an input whose worker died or hit an I/O error
+    format: str = "folder"  # "folder": the official layout; "shards": WebDataset shards (talkingface/data/shards.py)
+    shard_bytes: int = DEFAULT_SHARD_BYTES  # format "shards": a shard closes at the first input end past this size
     scene_split: bool = True  # split inputs at scene cuts, one identity per person (False: one per input)
     scene_threshold: float | None = None  # cut detector's change-score threshold, 0..1 (default 0.3)
+
+
+FORMATS = ("folder", "shards")
 
 
 @dataclass
@@ -113,8 +125,8 @@ def _work(item: InputItem, settings: VideoSettings, staging: Path) -> VideoResul
     return process_input(item, settings, staging, progress=_PROGRESS_QUEUE.put if _PROGRESS_QUEUE else None)
 
 
-def _run_parallel(items: list[InputItem], settings: VideoSettings, store: DatasetStore, workers: int, bar,
-                  on_result) -> None:
+def _run_parallel(items: list[InputItem], settings: VideoSettings, store: DatasetStore | ShardStore, workers: int,
+                  bar, on_result) -> None:
     import queue as queue_module
 
     context = multiprocessing.get_context("spawn")  # fork would copy MediaPipe's threads
@@ -129,20 +141,21 @@ def _run_parallel(items: list[InputItem], settings: VideoSettings, store: Datase
 
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                                 initargs=(progress,)) as pool:
-        futures = {pool.submit(_work, item, settings, store.staging_dir(item)): item for item in items}
+        futures = {pool.submit(_work, item, settings, store.staging_dir(item)): i for i, item in enumerate(items)}
+        ordered = InOrder(on_result)  # committed in input order: identity numbers do not depend on timing
         try:
             remaining = set(futures)
             while remaining:
                 done, remaining = concurrent.futures.wait(remaining, timeout=0.25,
                                                           return_when=concurrent.futures.FIRST_COMPLETED)
                 drain()
-                for future in sorted(done, key=lambda f: futures[f].key):
-                    item = futures[future]
+                for future in done:
+                    item = items[futures[future]]
                     try:
                         result = future.result()
                     except concurrent.futures.process.BrokenProcessPool as e:
                         result = VideoResult(item=item, error=f"{item.path}: worker process died ({e})")
-                    on_result(result)
+                    ordered.add(futures[future], result)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -152,10 +165,23 @@ def _run_parallel(items: list[InputItem], settings: VideoSettings, store: Datase
 def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
     start = time.perf_counter()
     settings = video_settings(opts)
-    if opts.workers < 1:
+    if opts.workers is not None and opts.workers < 1:
         raise DataError("--workers must be 1 or more")
     if not opts.inputs:
         raise DataError("no inputs given")
+    if opts.format not in FORMATS:
+        raise DataError(f"unknown --format {opts.format!r}; expected one of {', '.join(FORMATS)}")
+    shards = opts.format == "shards"
+    if shards:
+        import_webdataset()  # a missing extra is one line, before anything is written
+        if opts.preview:
+            raise DataError("--preview writes videos into a dataset folder; it does not go with --format shards")
+        if opts.shard_bytes < 1:
+            raise DataError("--shard-size must be positive")
+    if opts.ray is not None:
+        import_ray()
+        if opts.ray_retries < 0:
+            raise DataError("--retries must be 0 or more")
     # nested: input folders are searched recursively, so a dataset inside one would be read as input next time
     refuse_overwrite(opts.out, opts.inputs, opts.config, nested=True)
     items = expand_inputs(opts.inputs)
@@ -165,8 +191,11 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
         items = shard.select(items)
         print(f"shard {shard.index}/{shard.count}: {len(items)} of {total} inputs")
     report = PreprocessReport(root=Path(opts.out))
+    store = (ShardStore(Path(opts.out), settings.size, IDENTITY_DIM, target_bytes=opts.shard_bytes) if shards
+             else DatasetStore(Path(opts.out), settings.size, IDENTITY_DIM))
+    listing = Path(opts.out) / (INDEX_FILE if shards else "meta.json")  # where failures are recorded
 
-    with DatasetStore(Path(opts.out), settings.size, IDENTITY_DIM) as store:
+    with store:
         pending = []
         for item in items:
             if store.is_done(item):
@@ -189,11 +218,12 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
                     bar.write(f"{result.item.path}: {len(result.cuts)} scene cuts (frames "
                               f"{_shown(result.cuts)}) -> {len(ks)} identities ({', '.join(map(str, ks))})")
                 if result.dropped:
+                    where = ("the json of its identity records in the shards" if shards else
+                             f"{Path(opts.out) / str(ks[0]) / 'meta.json'}"
+                             + (f" (and {', '.join(map(str, ks[1:]))})" if len(ks) > 1 else ""))
                     bar.write(f"warning: {result.item.path}: dropped {len(result.dropped)} of "
                               f"{result.frames_decoded} frames without a usable face (frames "
-                              f"{_shown([i for i, _ in result.dropped])}); "
-                              f"see {Path(opts.out) / str(ks[0]) / 'meta.json'}"
-                              + (f" (and {', '.join(map(str, ks[1:]))})" if len(ks) > 1 else ""))
+                              f"{_shown([i for i, _ in result.dropped])}); see {where}")
             else:
                 store.record_failure(result.item, result.error)
                 report.failed.append((result.item.key, result.error))
@@ -201,7 +231,11 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
             bar.set_postfix_str(f"inputs {len(report.processed) + len(report.failed)}/{len(pending)}")
 
         try:
-            if opts.workers == 1 or len(pending) <= 1:
+            if opts.ray is not None:
+                run_on_ray(pending, settings, store.staging_dir,
+                           RaySettings(address=opts.ray, num_cpus=opts.workers, max_retries=opts.ray_retries),
+                           on_result, bar.update)
+            elif (opts.workers or 1) == 1 or len(pending) <= 1:
                 for item in pending:
                     on_result(process_input(item, settings, store.staging_dir(item), progress=bar.update))
             else:
@@ -220,7 +254,7 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
         if len(report.failed) == 1 and not report.processed and not report.skipped:
             raise TalkingFaceError(report.failed[0][1])
         raise TalkingFaceError(f"{len(report.failed)} of {len(items)} inputs failed (the others finished); "
-                               f"errors above and in {Path(opts.out) / 'meta.json'}")
+                               f"errors above and in {listing}")
     return report
 
 
@@ -260,4 +294,21 @@ def run_merge(opts: MergeOptions):
     print(f"merge-data: {result.identities} identities, {result.frames} frames from {len(opts.inputs)} datasets "
           f"into {opts.out}" + (f"; {result.renamed} frame names changed to stay unique" if result.renamed else "")
           + (f"; {len(result.duplicates)} duplicate sources skipped" if result.duplicates else ""))
+    return result
+
+
+@dataclass
+class PackOptions:
+    root: str  # an official-layout dataset folder, either landmark scheme
+    out: str  # the new shard folder
+    shard_bytes: int = DEFAULT_SHARD_BYTES  # target size of a shard
+
+
+def run_pack(opts: PackOptions):
+    from talkingface.preprocess.pack import pack_dataset
+
+    with tqdm(unit="frame", desc="pack-shards", dynamic_ncols=True) as bar:
+        result = pack_dataset(Path(opts.root), Path(opts.out), opts.shard_bytes, progress=bar.update)
+    print(f"pack-shards: {result.frames} frames of {result.identities} identities in {result.shards} shards "
+          f"({result.bytes / 1e9:.3g} GB) in {opts.out}")
     return result

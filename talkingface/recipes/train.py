@@ -9,7 +9,6 @@ processes (DDP; gloo on CPU, NCCL on GPU); rank 0 logs and saves.
 """
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -23,18 +22,19 @@ from tqdm import tqdm
 from talkingface.checkpoints.official import (
     generator_state, load_official_state, read_checkpoint, save_checkpoint, checkpoint_meta)
 from talkingface.config import Config, load_config
-from talkingface.data.official import OfficialDataset
+from talkingface.data.shard_reader import open_frames
 from talkingface.errors import CheckpointError, ConfigError, TrainingError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.identity import IdentityLoss
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.build import build_discriminator, build_generator
-from talkingface.recipes.infer import batch_inputs
+from talkingface.inference.reconstruct import batch_inputs
 from talkingface.training.state import restore_rng
 from talkingface.training.validation import pick_frames, validate
 from talkingface.training.checkpointing import checkpoint_name, remove_partials
-from talkingface.training.common import (SkipBadFrames, autocast, find_resume, gather_rng, load_vgg,
-                                         mixed_precision_dtype, seed_everything)
+from talkingface.training.batches import BatchSettings, training_batches
+from talkingface.training.common import (autocast, find_resume, gather_rng, load_vgg, mixed_precision_dtype,
+                                         seed_everything)
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
@@ -53,7 +53,7 @@ class TrainOptions:
     resume: str | None = None  # a checkpoint path, or "auto": the newest resumable one in out_dir
     init_ckpt: str | None = None  # start from this checkpoint's weights (not its optimiser state)
     warp_ckpt: str | None = None  # full stage: overrides model.warp_ckpt
-    data_root: str | None = None  # overrides the config's dataset root
+    data_root: str | None = None  # overrides the config's dataset root: a dataset folder or a shard set
     mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU (`mixed_precision_dtype`)
     force: bool = False  # keep it even where the device only emulates it
     device: str = "auto"
@@ -65,11 +65,12 @@ class TrainOptions:
     image_every: int | None = None  # overrides train.event_save_freq (image grids)
     vgg19: str | None = None  # VGG19 ImageNet weights file
     random_vgg: bool = False  # smoke tests only: perceptual loss on an untrained VGG19
-    skip_bad: bool = False  # skip unreadable frames with a warning instead of stopping
+    skip_bad: bool = False  # skip unreadable frames (and truncated shards) with a warning instead of stopping
     val_data: str | None = None  # full stage: a held-out dataset scored every train.eval_freq iterations
     val_frames: int = 8  # frames of val_data scored each time
     max_bad_steps: int = 10  # consecutive non-finite losses tolerated before stopping
     num_workers: int = 0
+    shuffle_buffer: int = 1000  # shard sets: frames each loader worker shuffles among (1: shard order)
 
 
 @dataclass
@@ -128,15 +129,17 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     elif t.loss_weights.id and main:
         print(f"identity loss (weight {t.loss_weights.id}) is off: no identity network is configured "
               "(train.id_network); the reference never released its recogniser")
-    dataset = OfficialDataset(opts.data_root or cfg.dataset.data_block().root, get_scheme(cfg.model.landmark_scheme),
-                              cfg.resolution[0], cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx,
-                              with_theta=identity_loss is not None)
-    dataset.check_landmark_scheme()  # a dataset of another scheme fails now, before the run folder exists
-    data: torch.utils.data.Dataset = SkipBadFrames(dataset) if opts.skip_bad else dataset
+    per_rank_batch = max(1, t.batch_size // dist_info.world_size)
+    # a folder or a shard set of another scheme or identity size fails now, before the run folder exists
+    batches = training_batches(opts.data_root or cfg.dataset.data_block().root, get_scheme(cfg.model.landmark_scheme),
+                               cfg.resolution[0], cfg.model.generator.class_dim, cfg.dataset.ldmk_idx,
+                               identity_loss is not None,
+                               BatchSettings(per_rank_batch, opts.num_workers, cfg.general.random_seed, opts.skip_bad,
+                                             opts.shuffle_buffer), dist_info)
     val_set = None
     if opts.val_data and full:
-        val_set = OfficialDataset(opts.val_data, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
-                                  cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+        val_set = open_frames(opts.val_data, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                              cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
         val_set.check_landmark_scheme()
         val_indices = pick_frames(val_set, opts.val_frames)
 
@@ -195,10 +198,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     criterion = MetaPortraitLoss(t.loss_weights, t.scales, vgg, cfg.model.common.num_channels,
                                  discriminator.spec.scales).to(device)
     logger = TrainLogger(out_dir / "events" if main and t.tensorboard else None)
-    per_rank_batch = max(1, t.batch_size // dist_info.world_size)
-    sampler = torch.utils.data.DistributedSampler(data, num_replicas=dist_info.world_size, rank=dist_info.rank,
-                                                  shuffle=True, seed=cfg.general.random_seed)
-    steps_per_epoch = math.ceil(math.ceil(len(data) / dist_info.world_size) / per_rank_batch)
+    steps_per_epoch = batches.steps_per_epoch
     total = steps_per_epoch * t.epochs if opts.max_steps is None else min(opts.max_steps, steps_per_epoch * t.epochs)
     bar = tqdm(total=total, initial=min(iteration, total), unit="it", desc=f"train {opts.stage}", disable=not main,
                dynamic_ncols=True)
@@ -226,11 +226,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     start = time.perf_counter()
     done = opts.max_steps is not None and iteration >= opts.max_steps
     while epoch <= t.epochs and not done:
-        sampler.set_epoch(epoch)
-        order = list(sampler)[epoch_step * per_rank_batch:]  # resume mid-epoch at the same data position
-        loader = torch.utils.data.DataLoader(data, batch_size=per_rank_batch, sampler=order,
-                                             num_workers=opts.num_workers, drop_last=False)
-        for batch in loader:
+        for batch in batches.epoch(epoch, epoch_step):  # resumes mid-epoch at the same data position
             x = batch_inputs(batch, device)
             driving = batch["driving"].to(device)
             generator.train(), discriminator.train()

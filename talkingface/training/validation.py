@@ -6,7 +6,7 @@ import torch
 
 from talkingface.data.official import OfficialDataset
 from talkingface.metrics import l1, psnr, ssim
-from talkingface.recipes.infer import batch_inputs, to_uint8
+from talkingface.inference.reconstruct import batch_inputs, to_uint8
 
 
 def pick_frames(dataset: OfficialDataset, count: int) -> list[int]:

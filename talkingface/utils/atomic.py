@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
@@ -174,3 +175,23 @@ def atomic_torch_save(obj, target: str | os.PathLike) -> None:
             detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise TalkingFaceError(f"could not write the checkpoint; the disk may be full ({detail[:120]})",
                                    target) from None
+
+
+def json_bytes(data: dict) -> bytes:
+    """The one JSON text our metadata files hold (indent 1, a final newline): the same bytes in a
+    dataset folder and in a shard."""
+    return (json.dumps(data, indent=1) + "\n").encode("utf-8")
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(json_bytes(data))
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A JSON object from `path`; None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

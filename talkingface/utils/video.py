@@ -51,16 +51,22 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _open(path: str | os.PathLike):
+def _open_media(path: str | os.PathLike, noun: str):
+    """A PyAV container of an existing file, or a DataError naming it ("video" or "audio")."""
     import av
 
     path = Path(path)
     if not path.is_file():
-        raise DataError("no such video file", path)
+        raise DataError(f"no such {noun} file", path)
     try:
-        container = av.open(str(path))
+        return av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot open as a video ({e})", path) from e
+        raise DataError(f"cannot open as {'a video' if noun == 'video' else noun} ({_message(e)})", path) from e
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    container = _open_media(path, "video")
     if not container.streams.video:
         container.close()
         raise DataError("file has no video stream", path)
@@ -286,6 +292,41 @@ def audio_decodes(path: str | os.PathLike) -> bool:
     if present and problem is not None:
         warnings.warn(f"{path}: {problem}; the output has no audio", DamagedVideoWarning, stacklevel=2)
     return present and problem is None
+
+
+def read_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
+    """The first audio stream of a file (any container PyAV reads: wav, mp3, m4a, a video's
+    sound track, ...) as mono int16 samples at `rate` Hz, resampled and downmixed by ffmpeg.
+
+    Damaged packets are skipped as when muxing (one DamagedVideoWarning); a DataError naming
+    the file when it cannot be opened, has no audio stream, or none of its audio decodes.
+    The whole stream is returned: 2 bytes per sample (32 KB a second at 16 kHz)."""
+    import av
+
+    path = Path(path)
+    container = _open_media(path, "audio")
+    with container:
+        if not container.streams.audio:
+            raise DataError("file has no audio stream", path)
+        stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise DataError("no decoder for this file's audio codec (convert it, e.g. to WAV)", path)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        tally, parts = _Tally(), []
+        try:
+            for frame in _decode(container, stream, tally, path, "audio"):
+                frame.pts = None  # resample by sample count: damaged timestamps cannot reorder the sound
+                parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        except (av.error.FFmpegError, ValueError) as e:  # a resampler that cannot take this layout or format
+            raise DataError(f"cannot convert its audio ({_message(e)})", path) from e
+    if tally.frames == 0:
+        why = tally.last_error or tally.stopped or "the stream is empty"
+        raise DataError(f"no audio could be decoded ({why})", path)
+    lost = _losses(tally, "audio")
+    if lost:
+        warnings.warn(f"{path}: {lost}", DamagedVideoWarning, stacklevel=2)
+    return np.concatenate(parts).astype(np.int16, copy=False) if parts else np.zeros(0, np.int16)
 
 
 class _AudioCopy:
