@@ -286,6 +286,7 @@ def test_personalize_fine_tunes_on_a_source_video_then_animates_with_those_weigh
         run_animate(options(media, tiny_ckpt, tmp_path / "q.mp4", personalize=3))
 
 
+@pytest.mark.slow
 def test_the_cli_prints_warnings_as_one_line(media, tiny_ckpt, tmp_path):
     import subprocess
     import sys

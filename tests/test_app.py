@@ -346,6 +346,7 @@ def fill_animate(driver, portrait: Path, driving: Path, model: str | None) -> No
     driver.find_element(By.CSS_SELECTOR, "#animate-run").click()
 
 
+@pytest.mark.slow
 def test_the_page_animates_in_a_browser_and_shows_bad_uploads(browser, server, media):
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -5,6 +5,7 @@ official checkpoint file. Measured differences are printed (run with -s).
 """
 from __future__ import annotations
 
+import pytest
 import numpy as np
 import torch
 
@@ -14,6 +15,8 @@ from talkingface.landmarks.encoding import draw_line_image, eye_mask, mouth_mask
 from talkingface.landmarks.scheme import get_scheme
 
 from conftest import EVAL_CONFIG, fixture_inputs
+
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
 
 FLOAT_TOL = 1e-4
 

@@ -12,6 +12,8 @@ import torch
 
 from helpers import make_tiny_dataset
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 
 

@@ -20,6 +20,8 @@ from talkingface.utils.video import iter_frames, probe_video
 
 from helpers import REPO, make_tiny_checkpoint
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 
 def test_the_bundled_model_ships_small_with_its_config():
     assert BUNDLED_MODEL.is_file(), f"{BUNDLED_MODEL} is missing (scripts/train_bundled_model.sh makes it)"

@@ -11,7 +11,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
+
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
 
 ROWS = ["parity fp32, device vs CPU", "seed infer fp32", "seed infer bf16", "seed infer fp16", "seed infer auto",
         *(f"generator {v} b{b}" for v in ("fp32", "bf16", "fp16", "channels_last", "CUDA graphs") for b in (1, 2)),

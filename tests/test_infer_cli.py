@@ -19,6 +19,8 @@ from talkingface.seed_cli import main as seed_main
 from helpers import REPO, TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
 from talkingface.utils.video import iter_frames, probe_video
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 SEED_CONFIG = "./talkingface/properties/model/meta_portrait_base_config/meta_portrait_256_eval.yaml"
 
 

@@ -3,6 +3,7 @@ the bundled sample dataset, the seed inference path. The optimised path (folded
 spectral norm, source encoded once, batching) must give the straightforward path's pixels."""
 from __future__ import annotations
 
+import pytest
 import numpy as np
 import torch
 from PIL import Image
@@ -14,6 +15,8 @@ from talkingface.recipes.infer import InferOptions, run_inference
 from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uint8
 
 from conftest import EVAL_CONFIG
+
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
 
 
 def test_sample_dataset_with_official_format_checkpoint(tmp_path, base_manifest, fill_state_dict):

@@ -96,6 +96,7 @@ def test_fp32_engine_matches_reference(tiny_model, tiny_inputs, options):
     assert_exact(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_bf16_engine_stays_above_40_db(tiny_model, tiny_inputs, channels_last):
     want = to_uint8(reference_path(tiny_model, tiny_inputs))
@@ -186,6 +187,7 @@ def test_compiled_engine_pads_short_batches(tiny_model, tiny_inputs, monkeypatch
     assert_exact(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_render_traces_as_one_graph(tiny_model, tiny_inputs, precision):
     """torch.compile sees the whole per-frame model: no graph breaks (tracing only, no compile)."""
@@ -280,6 +282,7 @@ def test_sr_fp32_prepared_matches(tiny_sr, sr_clip, channels_last):
     assert got.dtype == torch.float32 and (got - want).abs().max().item() <= FP32_TOL
 
 
+@pytest.mark.slow
 def test_sr_bf16_stays_above_40_db_and_keeps_the_model_interface(tiny_sr, sr_clip):
     from talkingface.inference.sr import prepare_sr, sr_psnr_check, sr_to_uint8
 

@@ -12,6 +12,8 @@ from talkingface.models.build import build_discriminator
 
 from conftest import FULL_CONFIG, fixture_inputs
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 REL_TOL = 1e-4
 
 

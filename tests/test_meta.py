@@ -44,6 +44,7 @@ def test_meta_tasks_are_one_identity_and_deterministic(data_root):
     assert len({tuple(o) for o in others}) > 1  # different items draw different frames
 
 
+@pytest.mark.slow
 def test_seed_meta_command_writes_a_loadable_checkpoint(data_root, tmp_path, monkeypatch):
     start = make_tiny_checkpoint(tmp_path / "saved" / "ckpt_full.pth.tar")
     monkeypatch.chdir(tmp_path)
@@ -76,6 +77,7 @@ def test_remove_sn_keeps_outputs(tmp_path):
     assert torch.allclose(want, got, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_rank_meta_step_keeps_ranks_identical(data_root, tmp_path):
     out = tmp_path / "run"
     torchrun = shutil.which("torchrun")
@@ -91,6 +93,7 @@ def test_two_rank_meta_step_keeps_ranks_identical(data_root, tmp_path):
             assert torch.equal(value, r1[part][key]), f"{part}.{key}"
 
 
+@pytest.mark.slow
 def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path, capsys):
     """The bundled model (pretrained on other people) adapts to a person it never saw: held-out
     frames of that person's clip gain several dB in 25 steps."""

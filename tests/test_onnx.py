@@ -30,6 +30,8 @@ from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uin
 
 from helpers import TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 # ORT and torch both compute in float32, with other conv algorithms (MLAS's blocked
 # kernels) and, in the fused graph, another order of the norms' sums: the outputs differ
 # by rounding only (about 1e-5 here). 1e-4 is the engine tests' fp32 tolerance, 1/78 of

@@ -142,6 +142,7 @@ def test_animate_force_builds_the_engine_at_the_requested_precision(no_native_bf
     assert built == ["bf16", "fp32"] and len(found) == 2
 
 
+@pytest.mark.slow
 def test_infer_verb_falls_back_end_to_end(tmp_path):
     """`talkingface infer --precision bf16` in a fresh process on a CPU without native bf16:
     one `talkingface: warning:` line, and the fp32 path's pixels."""

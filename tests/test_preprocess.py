@@ -318,6 +318,7 @@ def test_mediapipe_configs_load_and_build():
 
 
 # ------------------------------------------------------------------ scale: workers, shards, merge
+@pytest.mark.slow
 def test_workers_shards_and_merge(media, tmp_path):
     inputs = [str(media / "astronaut.mp4"), str(media / "obama.mp4"), str(media / "biden_frames")]
     shard_roots = []

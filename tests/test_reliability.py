@@ -92,6 +92,7 @@ def test_nan_checkpoint_is_named_at_load(files):
         load_temporal_sr(files["sr"].with_name("inf_sr.pth"))
 
 
+@pytest.mark.slow
 def test_personalize_with_a_nan_checkpoint_is_one_line_not_a_segfault(files, tmp_path):
     """It crashed in a backward pass (exit 139) before: NaN reached a native kernel."""
     run = subprocess.run([sys.executable, "-m", "talkingface", "personalize", "--ckpt", str(files["nan"]),

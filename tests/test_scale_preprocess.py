@@ -22,6 +22,8 @@ from talkingface.recipes.preprocess import PackOptions, PreprocessOptions, run_p
 from helpers import smooth_image
 from test_preprocess import moving_photo
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 ASTRO_FRAMES = 16
 BAD = {"noface.mp4", "corrupt.mp4"}
 

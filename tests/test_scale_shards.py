@@ -103,6 +103,7 @@ def test_shards_yield_the_folder_readers_samples(case, tmp_path):
     assert sorted(seen) == list(range(len(reference)))  # every frame once
 
 
+@pytest.mark.slow
 def test_stream_splits_across_ranks_and_workers_and_resumes_at_its_position(tiny):
     _, shards = tiny
     scheme = get_scheme("dense669")
@@ -128,6 +129,7 @@ def train_opts(data, out, **kw) -> TrainOptions:
     return TrainOptions(**base)
 
 
+@pytest.mark.slow
 def test_training_from_shards_equals_training_from_the_folder(tiny, tmp_path, monkeypatch):
     """Whole-set batches: each step sees the same frames, so the losses agree to float rounding."""
     import talkingface.recipes.train as train_recipe
@@ -214,6 +216,7 @@ def test_shards_of_another_scheme_or_identity_size_fail_before_training(tmp_path
     assert result.iterations == 1
 
 
+@pytest.mark.slow
 def test_meta_tasks_and_personalisation_read_shards_like_folders(tiny, tmp_path):
     from talkingface.data.meta import MetaTaskDataset, TaskSpec
     from talkingface.recipes.personalize import PersonalizeOptions, run_personalize

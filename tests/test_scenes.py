@@ -162,6 +162,7 @@ def test_a_b_a_video_gives_one_identity_per_person(aba):
     assert ds.identities == [0, 1] and len(ds) == a["frames_kept"] + b["frames_kept"]
 
 
+@pytest.mark.slow
 def test_a_new_shot_starts_from_scratch(shots, tmp_path):
     """The last shot of A -> B -> A gives exactly what that shot alone gives: no box, Face
     Mesh track or smoothing carries over a cut. Image folders, so both see the same pixels."""

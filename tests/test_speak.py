@@ -164,6 +164,7 @@ def test_the_track_is_the_same_in_any_chunks_seeded_and_head_motion_scales(face)
     assert openness.min() < 0.3 * openness.max()  # blinks happen with a still head too (seeded)
 
 
+@pytest.mark.slow
 def test_a_long_track_streams_with_flat_memory(face):
     import gc
     import tracemalloc

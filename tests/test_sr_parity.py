@@ -18,6 +18,8 @@ from talkingface.models.temporal_sr import TemporalSRConfig
 
 from conftest import require_shared
 
+pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
+
 TOL = 1e-3
 
 

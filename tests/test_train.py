@@ -58,6 +58,7 @@ def test_full_stage_loads_only_warp_keys_from_warp_ckpt(data_root, tmp_path):
     assert full.iterations == 1
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_tiny_overfit(tmp_path):
     root = make_tiny_dataset(tmp_path / "one", frames_per_identity=(2,))
     result = run_training(opts(root, tmp_path / "run", stage="full", max_steps=16, epochs=100))
@@ -116,6 +117,7 @@ def _train_cmd(data_root, out, *extra):
             "--ckpt-every", "2", *extra]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(data_root, tmp_path):
     """kill -9 after a checkpoint; resuming loses nothing before it and ends on the same weights."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
