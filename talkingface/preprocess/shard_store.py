@@ -101,14 +101,7 @@ class ShardStore(LockedStore):
         self._next_k = ks[-1] + 1
         writer.finish_input(result.item.key)
         writer.rotate(boundary=True)
-        shutil.rmtree(result.staged, ignore_errors=True)
-        self.done[result.item.key] = ks
-        self.failed.pop(result.item.key, None)
-        self.committed += 1
-        return ks
-
-    def record_failure(self, item: InputItem, error: str) -> None:
-        self.failed[item.key] = error
+        return self._mark_done(result, ks)
 
     # ------------------------------------------------------------------ end of run
     def finalize(self) -> None:

@@ -137,6 +137,17 @@ class LockedStore:
     def _open(self) -> None:
         raise NotImplementedError
 
+    def _mark_done(self, result: VideoResult, ks: list[int]) -> list[int]:
+        """Bookkeeping once an input's identities `ks` are committed: its staging goes, it counts as done."""
+        shutil.rmtree(result.staged, ignore_errors=True)
+        self.done[result.item.key] = ks
+        self.failed.pop(result.item.key, None)
+        self.committed += 1
+        return ks
+
+    def record_failure(self, item: InputItem, error: str) -> None:
+        self.failed[item.key] = error
+
     def finalize(self) -> None:
         raise NotImplementedError
 
@@ -216,14 +227,7 @@ class DatasetStore(LockedStore):
             write_json(target / META_FILE, {"identity": k, **staged.meta, "identities_of_input": ks})
             (target / INCOMPLETE_MARKER).unlink()
             self._next_k = k + 1
-        shutil.rmtree(result.staged, ignore_errors=True)
-        self.done[result.item.key] = ks
-        self.failed.pop(result.item.key, None)
-        self.committed += 1
-        return ks
-
-    def record_failure(self, item: InputItem, error: str) -> None:
-        self.failed[item.key] = error
+        return self._mark_done(result, ks)
 
     # ------------------------------------------------------------------ end of run
     def _identities(self) -> list[dict]:
