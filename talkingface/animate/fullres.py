@@ -131,12 +131,14 @@ def landmark_correction(deformation: np.ndarray, pose01: np.ndarray, source01: n
     residual = (2 * source01 - 1) - sample_grid(deformation, pose01)  # N x 2, grid units
     residual = residual * np.reshape(strength, (-1, 1))
     centres = (np.arange(size) + 0.5) / size
-    gx, gy = np.meshgrid(centres, centres)  # size x size
-    d2 = (gx[..., None] - pose01[:, 0]) ** 2 + (gy[..., None] - pose01[:, 1]) ** 2  # size x size x N
-    weights = np.exp(-d2 / (2 * sigma01 ** 2))
-    total = weights.sum(axis=-1, keepdims=True)
+    # A 2-D Gaussian is the product of a row and a column factor, so the weighted sums over the
+    # landmarks are matrix products (size x N by N x size) instead of a size x size x N array
+    wx = np.exp(-(centres[:, None] - pose01[:, 0]) ** 2 / (2 * sigma01 ** 2))  # size (x) x N
+    wy = np.exp(-(centres[:, None] - pose01[:, 1]) ** 2 / (2 * sigma01 ** 2))  # size (y) x N
+    total = wy @ wx.T  # size (y) x size (x)
+    spread = np.stack([(wy * residual[:, c]) @ wx.T for c in range(2)], axis=-1)  # size x size x 2
     # exp(-2): the weight of one landmark two sigmas away; inside the face the weights sum far above it
-    return (weights @ residual) / (total + np.exp(-2.0))
+    return spread / (total + np.exp(-2.0))[..., None]
 
 
 def warp_native(source: torch.Tensor, deformation: np.ndarray, correction: np.ndarray | None = None) -> np.ndarray:
