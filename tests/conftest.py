@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from talkingface.landmarks.encoding import normalized_subset
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.models.generator import GeneratorInputs
 
+from helpers import missing_requirement
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CONFIG_DIR = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config"
@@ -27,10 +28,7 @@ def require_shared(*parts: str) -> Path:
     """Path under ../shared; a missing file fails under CI=true and skips elsewhere."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        msg = f"{path} is missing (the parity fixtures live in ../shared beside the repo)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing_requirement(f"{path} is missing (the parity fixtures live in ../shared beside the repo)")
     return path
 
 

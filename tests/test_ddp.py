@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_tiny_dataset
+from helpers import make_tiny_dataset, require_module
 
 pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
 
@@ -25,8 +25,7 @@ def test_two_rank_gloo_training(tmp_path, stage):
 
 def test_two_rank_gloo_training_from_shards(tmp_path):
     """A shard set: each rank streams its own shard (one identity each here), in lock-step."""
-    if os.environ.get("CI") != "true":
-        pytest.importorskip("webdataset")
+    require_module("webdataset", "scale")
     from talkingface.recipes.preprocess import PackOptions, run_pack
 
     root = make_tiny_dataset(tmp_path / "data", frames_per_identity=(4, 4))

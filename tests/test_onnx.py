@@ -11,7 +11,6 @@ import contextlib
 import copy
 import importlib.util
 import io
-import os
 import shutil
 import sys
 
@@ -28,7 +27,7 @@ from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uint8
 
-from helpers import TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
+from helpers import make_tiny_checkpoint, make_tiny_dataset, missing_requirement, TINY_CONFIG
 
 pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
 
@@ -42,10 +41,7 @@ TOL = 1e-4
 def require_onnx_extra() -> None:
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
-        message = f"{', '.join(missing)} not installed (pip install -e \".[onnx]\")"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_requirement(f"{', '.join(missing)} not installed (pip install -e \".[onnx]\")")
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ import pytest
 from talkingface.errors import TalkingFaceError
 from talkingface.recipes.preprocess import PackOptions, PreprocessOptions, run_pack, run_preprocess
 
-from helpers import smooth_image
+from helpers import require_module, smooth_image
 from test_preprocess import moving_photo
 
 pytestmark = pytest.mark.slow  # full-size or subprocess-heavy: left out of the fast subset (-m "not slow")
@@ -30,9 +30,7 @@ BAD = {"noface.mp4", "corrupt.mp4"}
 
 def require(module: str):
     """The scale extra: CI installs it (a missing one fails there); elsewhere its tests skip."""
-    if os.environ.get("CI") == "true":
-        return __import__(module)
-    return pytest.importorskip(module)
+    return require_module(module, "scale")
 
 
 @pytest.fixture(scope="module")

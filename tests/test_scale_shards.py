@@ -5,7 +5,6 @@ shard or a mismatched scheme is a one-line error before training starts."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,10 +19,9 @@ from talkingface.landmarks.scheme import get_scheme
 from talkingface.recipes.preprocess import PackOptions, run_pack
 from talkingface.recipes.train import TrainOptions, run_training
 
-from helpers import MEDIAPIPE_TINY_CONFIG, TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset, smooth_image
+from helpers import (make_tiny_checkpoint, make_tiny_dataset, MEDIAPIPE_TINY_CONFIG, require_module, smooth_image, TINY_CONFIG)
 
-if os.environ.get("CI") != "true":  # CI installs the scale extra; a missing one fails there
-    pytest.importorskip("webdataset")
+require_module("webdataset", "scale")  # CI installs the scale extra; a missing one fails there
 
 from talkingface.data.shard_reader import ShardFrames, ShardStream, StreamSettings  # noqa: E402
 

@@ -5,7 +5,6 @@ with no output, and the web app's Speak tab. A tiny random model renders (the mo
 draws means nothing; the landmarks and the files are what is checked)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from talkingface.speech.track import SpeechTrack, TrackSettings, frame_count
 from talkingface.speech.visemes import NAMES, PHONEME_VISEMES, VISEMES, phoneme_visemes, viseme_offsets
 from talkingface.utils.video import iter_frames, probe_video, read_audio
 
-from helpers import MEDIAPIPE_TINY_CONFIG, make_tiny_checkpoint, photo, smooth_image
+from helpers import make_tiny_checkpoint, MEDIAPIPE_TINY_CONFIG, missing_requirement, photo, smooth_image
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCE = "Hello, this is a test."
@@ -43,10 +42,7 @@ def espeak() -> str:
     """espeak-ng's path; missing, the tests that need it fail under CI=true and skip elsewhere."""
     found = shutil.which("espeak-ng")
     if found is None:
-        message = "espeak-ng is not installed (sudo apt-get install espeak-ng)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_requirement("espeak-ng is not installed (sudo apt-get install espeak-ng)")
     return found
 
 
