@@ -165,6 +165,8 @@ class FullResComposer:
 
     def __init__(self, frame: np.ndarray, box: CropBox, source_points: np.ndarray,
                  settings: FullResSettings = FullResSettings()):
+        import cv2
+
         self.frame = np.ascontiguousarray(frame, dtype=np.uint8)
         self.box = box
         self.s = settings
@@ -183,6 +185,8 @@ class FullResComposer:
                 - _fill(n, [self.source_points[self.regions.inner_lips]])) > 0.5
         self.lip_colour = (self.crop[ring].mean(axis=0) if ring.any() else np.array([120.0, 60, 60])).astype(np.float32)
         self.tooth_colour = self._eye_white()
+        # the photo's own mouth opening, a pixel in from its lips (what each jaw's teeth are taken from)
+        self.photo_mouth = cv2.erode(_fill(n, [self.source_points[self.regions.inner_lips]]), np.ones((3, 3), np.uint8))
         self.snap_strength = np.full(len(self.source_points), settings.snap)
         self.snap_strength[np.concatenate([self.regions.inner_lips, self.regions.outer_lips])] = settings.lip_snap
         h, w = self.frame.shape[:2]
@@ -276,14 +280,13 @@ class FullResComposer:
             return ((px - pts[top][0]) * axis[0] + (py - pts[top][1]) * axis[1]) / length2
 
         lower = np.clip((along(xs, ys, points) - 0.35) / 0.3, 0, 1)  # which jaw a pixel moves with
-        photo_mouth = cv2.erode(_fill(n, [self.source_points[self.regions.inner_lips]]), np.ones((3, 3), np.uint8))
         teeth = np.zeros(xs.shape + (3,), np.float32)
         shown = np.zeros(xs.shape, np.float32)
         for jaw, share in ((top, 1 - lower), (bottom, lower)):
             shift = self.source_points[jaw] - points[jaw]
             mx, my = xs + np.float32(shift[0]), ys + np.float32(shift[1])
             colour = cv2.remap(self.crop_float, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-            inside = cv2.remap(photo_mouth, mx, my, cv2.INTER_LINEAR, borderValue=0)
+            inside = cv2.remap(self.photo_mouth, mx, my, cv2.INTER_LINEAR, borderValue=0)
             side = along(mx, my, self.source_points) - 0.5  # the photo opening's half on this jaw's side
             inside *= np.clip((side if jaw == bottom else -side) * 4 + 0.5, 0, 1)
             teeth += (share * inside)[..., None] * colour
