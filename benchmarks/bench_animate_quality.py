@@ -20,14 +20,15 @@ head (relative motion's head part, no learning); the bundled model with
 `--render model` (its output upsampled); the bundled model with full rendering (the
 default). A new model's rows are added with --ckpt (both render modes).
 
-    python benchmarks/bench_animate_quality.py [--frames 50] [--ckpt MODEL] [--out result.json]
+    python benchmarks/bench_animate_quality.py [--frames 50] [--ckpt MODEL] [--out FILE]
 
-Prints a table and the machine, and writes a JSON result.
+Prints a table and the machine, and writes a JSON result (default
+benchmarks/results/bench_animate_quality.json; `python benchmarks/report.py` makes the docs
+tables from it).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -69,8 +70,9 @@ MOTION_SETS = {  # name -> MotionSpec fields besides the frame count and seed
 
 
 def write_clip(image: np.ndarray, frames: int, path: Path, motion: str) -> list[np.ndarray]:
-    from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+    from talkingface.data.synthetic import MotionSpec, synthesize_clip
     from talkingface.landmarks.scheme import get_scheme
+    from talkingface.preprocess.portrait import detect_landmarks
     from talkingface.utils.video import write_video
 
     clip = synthesize_clip(image, detect_landmarks(image), get_scheme("mediapipe478"),
@@ -84,7 +86,7 @@ def similarity_frames(source_path: Path, driving: Path, ckpt: Path) -> list[np.n
     """The source frame moved by the driving head's similarity (relative motion, no model)."""
     from talkingface.animate.baseline import similarity_baseline
     from talkingface.animate.pipeline import settings_for_model
-    from talkingface.recipes.personalize import config_for_checkpoint
+    from talkingface.checkpoints.official import config_for_checkpoint
 
     return similarity_baseline(source_path, driving, settings_for_model(config_for_checkpoint(str(ckpt), None)))
 
@@ -145,15 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", default=None, help="A new mediapipe478 model to add as rows (both render modes).")
     parser.add_argument("--motion", nargs="+", default=list(MOTION_SETS), choices=list(MOTION_SETS),
                         help="Driving motion sets.")
-    parser.add_argument("--out", default="bench_animate_quality.json", help="JSON result file.")
+    parser.add_argument("--out", default=None, help="JSON result file (default benchmarks/results/"
+                        "bench_animate_quality.json).")
     args = parser.parse_args(argv)
 
     from PIL import Image
 
-    from talkingface.inference.bench import load_average, machine_info
+    from bench_common import load_average, machine_info, result_header, result_path, write_result
     from talkingface.recipes.animate import BUNDLED_MODEL
 
     info = machine_info()
+    header = result_header()  # before the run: the load average it started under
     print("\n".join(info.lines()) + f"\nload average: {load_average()}")
     began = time.perf_counter()
     rows = {"static source": None, "similarity warp": None, "bundled, render model": (None, "model"),
@@ -208,11 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|" + "---:|" * len(keys))
         for row, values in table.items():
             print(f"| {row} | " + " | ".join("n/a" if math.isnan(v) else f"{v:.3f}" for v in values.values()) + " |")
-    result = {"machine": info.__dict__, "frames": args.frames, "size": SIZE, "motion_seed": MOTION_SEED,
+    result = {"frames": args.frames, "size": SIZE, "motion_seed": MOTION_SEED,
               "motion_sets": {m: MOTION_SETS[m] for m in args.motion},
               "per_pair": results, "summary": summary, "seconds": time.perf_counter() - began}
-    Path(args.out).write_text(json.dumps(result, indent=1, default=list) + "\n")
-    print(f"\nwrote {args.out} in {result['seconds']:.0f} s")
+    out = write_result(args.out or result_path(__file__), result, header)
+    print(f"\nwrote {out} in {result['seconds']:.0f} s")
     return 0
 
 

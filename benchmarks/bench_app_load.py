@@ -12,13 +12,15 @@ then succeed: the server kept serving. The server's resident memory (VmRSS of it
 the end; over the last burst it must not grow by more than MAX_LAST_GROWTH_MIB.
 
     python benchmarks/bench_app_load.py [--sessions 8] [--queue-size 3] [--frames 12] [--rounds 4]
-                                        [--out docs/results/bench_app_load.json]
+                                        [--out FILE]
+
+Writes benchmarks/results/bench_app_load.json by default (`python benchmarks/report.py` makes
+the docs table from it).
 """
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import socket
 import subprocess
@@ -28,7 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench_app_load.json"
 # RSS growth allowed over the last burst, once the earlier ones have loaded everything: measured +1 and +5 MiB (+12
 # and +6 MiB from the first burst to the last); +76 MiB (+254) before the app limited glibc's malloc arenas
 MAX_LAST_GROWTH_MIB = 50
@@ -169,12 +170,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12, help="Driving frames per job (short: a quick run).")
     parser.add_argument("--rounds", type=int, default=4, help="Bursts one after another (memory must not grow).")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server.")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON result file (default benchmarks/results/bench_app_load.json).")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (memory is compared between bursts)")
 
-    from talkingface.inference.bench import load_average, machine_info
+    from bench_common import load_average, machine_info, result_header, result_path, write_result
+
+    header = result_header("cpu")  # before the run: the load average it started under
 
     with tempfile.TemporaryDirectory(prefix="bench-app-load-") as tmp:
         work = Path(tmp)
@@ -211,17 +215,14 @@ def main() -> None:
         "rss_mib": {"idle": round(idle, 1), "peak": round(max(memory.samples), 1), "end": round(end or 0, 1),
                     "growth_first_to_last_round": round(growth, 1), "growth_last_round": round(last_growth, 1),
                     "samples": len(memory.samples)},
-        "machine": {"cpu": info.cpu, "cores": info.cores, "flags": list(info.flags), "torch": info.torch,
-                    "load_average_after": load_average(),
-                    "note": "shared with other jobs (a test suite, other benchmarks) while measured"},
+        "load_average_after": load_average(),
     }
     # bounded memory: after the first burst has loaded everything, later bursts add little
     bounded = last_growth < MAX_LAST_GROWTH_MIB
     passed = (counts["error"] == 0 and all(r["counts"]["video"] >= 1 for r in rounds) and nan["outcome"] == "error"
               and "non-finite" in nan.get("message", "") and after["outcome"] == "video" and alive and bounded)
     report["passed"] = passed
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_result(args.out or result_path(__file__), report, header)
     for number, r in enumerate(rounds, 1):
         print(f"round {number}: {args.sessions} sessions, queue size {args.queue_size}, {args.frames} frames: "
               f"{r['counts']['video']} videos, {r['counts']['busy']} busy, {r['counts']['error']} other errors in "
@@ -232,7 +233,7 @@ def main() -> None:
           f"{report['rss_mib']['end']} MiB at the end; {growth:+.1f} MiB from the first round to the last, "
           f"{last_growth:+.1f} MiB over the last")
     print(f"machine: {info.cpu}, {info.cores} cores, flags {' '.join(info.flags) or '-'}; load {load_average()}")
-    print(f"{'PASS' if passed else 'FAIL'}; wrote {args.out}")
+    print(f"{'PASS' if passed else 'FAIL'}; wrote {out}")
     if not passed:
         raise SystemExit(1)
 

@@ -5,8 +5,9 @@ pixels (so flow, landmarks and identity all have work to do), and a "prediction"
 is the same motion, blurred, noisy and flickering. Both are written as MP4 files and
 evaluated through the recipe, report included.
 
-    python benchmarks/bench_evaluate.py [--frames 100] [--lpips] [--fid] [--keep DIR]
+    python benchmarks/bench_evaluate.py [--frames 100] [--lpips] [--fid] [--keep DIR] [--out FILE]
 
+Writes benchmarks/results/bench_evaluate.json by default.
 --lpips / --fid add those metrics with randomly initialised weight files in the
 expected layouts (the numbers are meaningless; the time is what counts).
 """
@@ -74,12 +75,15 @@ def main() -> int:
     ap.add_argument("--lpips", action="store_true", help="Also LPIPS (random weights in the real layout).")
     ap.add_argument("--fid", action="store_true", help="Also FID (random Inception weights).")
     ap.add_argument("--keep", default=None, help="Write inputs and report here instead of a temporary folder.")
+    ap.add_argument("--out", default=None, help="JSON result file (default benchmarks/results/bench_evaluate.json).")
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO))
+    from bench_common import result_header, result_path, write_result
     from talkingface.recipes.evaluate import EvaluateOptions, run_evaluate
     from talkingface.utils.video import write_video
 
+    header = result_header()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_evaluate_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -101,6 +105,10 @@ def main() -> int:
         print(f"evaluate: {args.frames} frames of {args.size}x{args.size}"
               f"{' with ' + extras if extras else ''} in {seconds:.1f} s "
               f"({1000 * seconds / args.frames:.0f} ms/frame)")
+        out = write_result(args.out or result_path(__file__),
+                           {"frames": args.frames, "size": args.size, "lpips": args.lpips, "fid": args.fid,
+                            "seconds": seconds, "ms_per_frame": 1000 * seconds / args.frames}, header)
+        print(f"wrote {out}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -5,34 +5,35 @@ about the requested side; one rendered frame with an opened mouth (a still defor
 grid, a 64 px generator crop) is composed repeatedly. The model's own cost is not
 included: this is what full rendering adds on top of `--render model`.
 
-    python benchmarks/bench_fullres.py [--sides 140 400 785] [--repeats 10] [--out bench_fullres.json]
+    python benchmarks/bench_fullres.py [--sides 140 400 785] [--repeats 10] [--out FILE]
+
+Writes benchmarks/results/bench_fullres.json by default.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sides", type=int, nargs="+", default=[140, 400, 785], help="Face crop box sides (px).")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", default="bench_fullres.json")
+    parser.add_argument("--out", default=None, help="JSON result file (default benchmarks/results/bench_fullres.json).")
     args = parser.parse_args(argv)
 
     import cv2
     import numpy as np
 
     from talkingface.animate.fullres import FullResComposer, RenderedCrop
-    from talkingface.data.synthetic import detect_landmarks
-    from talkingface.inference.bench import load_average, machine_info
+    from talkingface.preprocess.portrait import detect_landmarks
+    from bench_common import load_average, machine_info, result_header, result_path, write_result
     from talkingface.preprocess.detect import box_around_points, crop_frame
     from talkingface.recipes.demo import demo_portrait
 
     info = machine_info()
+    header = result_header()
     print("\n".join(info.lines()) + f"\nload average: {load_average()}")
     photo = demo_portrait()
     base_box = box_around_points(detect_landmarks(photo) * (photo.shape[1], photo.shape[0]), 1.3, 0.2)
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         ms = (time.perf_counter() - began) / args.repeats * 1000
         rows.append({"box_side": box.side, "frame": [frame.shape[1], frame.shape[0]], "ms_per_frame": ms})
         print(f"box {box.side:4d} px in a {frame.shape[1]}x{frame.shape[0]} frame: {ms:7.1f} ms a frame")
-    Path(args.out).write_text(json.dumps({"machine": info.__dict__, "rows": rows}, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    out = write_result(args.out or result_path(__file__), {"repeats": args.repeats, "rows": rows}, header)
+    print(f"wrote {out}")
     return 0
 
 

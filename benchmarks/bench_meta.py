@@ -22,6 +22,9 @@ steps. docs/meta_learning.md has a measured run.
 
     python benchmarks/bench_meta.py --out /tmp/bench_meta
     python benchmarks/bench_meta.py --out /tmp/bench_meta --pretrained talkingface/assets/models/bundled_64.pth.tar
+
+The result (header: machine, commit, command) goes to benchmarks/results/bench_meta.json
+(`--result`); --out also gets results.json and results.md.
 """
 from __future__ import annotations
 
@@ -30,13 +33,11 @@ import contextlib
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 from PIL import Image
 
@@ -228,6 +229,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", default="/tmp/talkingface_bench_meta", help="Work and report folder.")
+    ap.add_argument("--result", default=None, help="JSON result file (default: benchmarks/results/bench_meta.json).")
     ap.add_argument("--pretrained", default=None,
                     help="A pretrained bundled-architecture 64 px checkpoint; skips pretraining.")
     ap.add_argument("--seed", type=int, default=0, help="Config seed (training and task sampling).")
@@ -272,7 +274,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, dict[str, float]] = {}
-    load_at_start = os.getloadavg()  # other jobs on the machine slow every wall time below
+    from bench_common import result_header, result_path, write_result
+
+    header = result_header(resolve_device(args.device))  # its load average is the one at the start
 
     with timed(times, "synthetic data"):
         train_portraits, held_portrait = write_portraits(out / "portraits")
@@ -343,9 +347,7 @@ def main() -> None:
         "checkpoints": {"start": str(start), "meta": str(meta_ckpt), "ordinary": str(ordinary_ckpt)},
         "configs": {k: str(v) for k, v in configs.items()},
         "args": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "device": str(resolve_device(args.device)), "load_average_at_start": load_at_start,
-                    "load_average_at_end": os.getloadavg()},
+        "load_average_at_end": os.getloadavg(),
     }
     markdown = "\n".join([
         "## Held-out PSNR (dB) after k personalisation steps", "", table, "",
@@ -354,10 +356,11 @@ def main() -> None:
         *[f"- {k}: {v['wall_s']:.0f} s wall, {v['cpu_s']:.0f} s CPU" for k, v in times.items()], "",
         "## Target", "", line, ""])
     (out / "results.json").write_text(json.dumps(report, indent=2))
+    written = write_result(args.result or result_path(__file__), report, header)
     (out / "results.md").write_text(markdown)
     print()
     print(markdown)
-    print(f"Wrote {out / 'results.json'} and {out / 'results.md'}")
+    print(f"Wrote {written}, {out / 'results.json'} and {out / 'results.md'}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ batch size and workers, alternated `--rounds` times; samples/s of fully decoded 
 (images, line images, masks), the median of the rounds.
 
     python benchmarks/bench_scale.py [--videos 4] [--frames 100] [--rounds 3] [--loader-workers 2]
+
+Writes benchmarks/results/bench_scale.json by default (`--out`).
 """
 from __future__ import annotations
 
@@ -27,9 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_preprocess import synth_frames  # noqa: E402
 
-from talkingface.inference.bench import cpu_flags, load_average, machine_info  # noqa: E402
+from bench_common import cpu_flags, load_average, machine_info, result_header, result_path, write_result  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench_scale.json"
 # VoxCeleb2 (Chung et al., 2018): 1,128,246 utterances of 6,112 people, 2,442 hours of 25 fps video.
 VOX2_HOURS, VOX2_FPS, VOX2_UTTERANCES = 2442, 25, 1_128_246
 
@@ -129,13 +130,14 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=2)
     parser.add_argument("--node-cores", type=int, default=32, help="cores of a node, for the projection")
     parser.add_argument("--nodes", type=int, default=16, help="nodes, for the projection")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=None, help="JSON result file (default benchmarks/results/bench_scale.json).")
     args = parser.parse_args()
 
     from talkingface.recipes.preprocess import PackOptions, run_pack
     from talkingface.utils.video import write_video
 
     info = machine_info("cpu")
+    header = result_header("cpu")  # its load average is the one before the run
     print("\n".join(info.lines()))
     print(f"CPU flags (avx2/avx512*/amx*): {' '.join(scale_flags()) or 'none'}")
     load_before = load_average()
@@ -187,16 +189,13 @@ def main() -> None:
           f"{vox['hours_all_nodes']} h on {vox['nodes']}")
     load_after = load_average()
     print(f"load average after: {load_after}")
-    result = {"machine": {"cpu": info.cpu, "cores": info.cores, "flags": scale_flags(), "torch": info.torch,
-                          "load_average_before": load_before, "load_average_after": load_after},
+    result = {"load_average_after": load_after,
               "settings": {"videos": args.videos, "frames_per_video": args.frames, "source": "1280x720 synthetic",
                            "crop": 256, "loader_batch": args.loader_batch, "loader_workers": args.loader_workers,
                            "rounds": args.rounds, "ray_rounds": args.ray_rounds},
               "preprocess_single_process": single, "preprocess_ray": runs, "scaling_1_to_2": round(ratio, 2), "kept_frames": kept_frames,
               "formats": formats, "loader": loader, "voxceleb2": vox}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_result(args.out or result_path(__file__), result, header)
     print(f"wrote {out}")
 
 

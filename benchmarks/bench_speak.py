@@ -26,7 +26,7 @@ audio it makes. That timing is exact by construction, so it is the reference:
 The portrait is Grace Hopper's (matplotlib's sample data; closed mouth), the model the
 bundled one, rendering full resolution (the defaults).
 
-    python benchmarks/bench_speak.py [--out docs/results/bench_speak.json]
+    python benchmarks/bench_speak.py [--out FILE]   # default benchmarks/results/bench_speak.json
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ import argparse
 import ctypes
 import ctypes.util
 import difflib
-import json
 import tempfile
 import time
 import wave
@@ -152,7 +151,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="docs/results/bench_speak.json", help="JSON result file.")
+    parser.add_argument("--out", default=None, help="JSON result file (default benchmarks/results/bench_speak.json).")
     parser.add_argument("--speed-repeats", type=int, default=3,
                         help="Extra runs of the longest sentence for the speed figure; the fastest counts (the "
                              "least disturbed by other work on shared cores).")
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from talkingface.inference.bench import load_average, machine_info
+    from bench_common import load_average, machine_info, result_header, result_path, write_result
     from talkingface.inference.engine import cpu_flags
     from talkingface.metrics.reenactment import motion_signals, track_motion
     from talkingface.recipes.demo import demo_portrait
@@ -169,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from talkingface.utils.video import iter_frames, read_audio
 
     info = machine_info()
+    header = result_header()  # before the run: the load average it started under
     flags = sorted(f for f in cpu_flags() if f == "avx2" or f.startswith(("avx512", "amx")))
     print("\n".join(info.lines()) + f"\nCPU flags (avx2/avx512*/amx*): {' '.join(flags) or 'none'}"
           + f"\nload average: {load_average()}")
@@ -254,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
                 "within_20ms": float((e <= 20).mean()), "within_40ms": float((e <= 40).mean())}
 
     result = {
-        "machine": info.__dict__ | {"flags": list(info.flags)}, "cpu_flags_avx_amx": flags,
         "sentences": list(SENTENCES), "fps": FPS, "closed_threshold": CLOSED, "photo_mouth_open": float(photo_gap),
         "alignment": {"forced": summary(forced_errors, forced_n), "recognition": summary(recog_errors, recog_n)},
         "lip_closure": {k: {"closed": int(sum(v)), "bilabials": len(v), "share": float(np.mean(v)),
@@ -293,9 +292,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{s['fastest_run']['wall_per_audio_second']:.2f} s per second of audio, "
           f"{s['fastest_run']['render_per_audio_second']:.2f} s of it rendering and encoding"
           f"\nload average: {load_average()}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    out = write_result(args.out or result_path(__file__), result, header)
     print(f"wrote {out}")
     return 0
 

@@ -5,7 +5,9 @@ time share of its parts (forward + backward each): warping network, refinement
 network, VGG19 perceptual losses, discriminator. Uses an untrained VGG19 (same cost as
 the real one). Not a test: numbers only.
 
-    python benchmarks/bench_train.py [--steps 3] [--config ...256_pretrain_full.yaml] [--device cpu]
+    python benchmarks/bench_train.py [--steps 3] [--config ...256_pretrain_full.yaml] [--device cpu] [--out FILE]
+
+Writes benchmarks/results/bench_train.json by default.
 """
 from __future__ import annotations
 
@@ -50,8 +52,12 @@ def main() -> None:
     ap.add_argument("--config", default=str(CONFIG))
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None, help="JSON result file (default benchmarks/results/bench_train.json).")
     args = ap.parse_args()
     device = torch.device(args.device)
+    from bench_common import result_header, result_path, write_result
+
+    header = result_header(device)
     cfg = load_config(args.config)
     size = cfg.resolution[0]
     G, D = build_generator(cfg).to(device).train(), build_discriminator(cfg).to(device).train()
@@ -112,6 +118,11 @@ def main() -> None:
     print(f"training step: {step:.2f} s -> {1 / step:.3f} samples/s; peak memory {peak:.0f} MB")
     for name, seconds in parts.items():
         print(f"  {name:>13}: {seconds:6.2f} s  ({100 * seconds / total:4.1f}% of the parts)")
+    out = write_result(args.out or result_path(__file__),
+                       {"config": Path(args.config).name, "resolution": size, "batch": 1, "steps": args.steps,
+                        "step_seconds": step, "samples_per_s": 1 / step, "peak_rss_mib": peak,
+                        "parts_seconds": parts}, header)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

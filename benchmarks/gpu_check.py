@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib.metadata
-import json
 import math
 import os
 import platform
@@ -137,7 +135,7 @@ def run_check(ctx, check: Check, log: Path) -> Row:
 def machine(device) -> dict[str, Any]:
     import torch
 
-    from talkingface.inference.bench import machine_info, simd_flags
+    from bench_common import machine_info, simd_flags
 
     info = machine_info(device)
     out: dict[str, Any] = {"cpu": info.cpu, "cores": info.cores, "torch_threads": info.threads,
@@ -206,16 +204,16 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_json(path: Path, ctx, machine_info: dict[str, Any], rows: list[Row], finished: bool) -> None:
-    from talkingface.utils.atomic import atomic_path
+    from bench_common import result_header, write_result
 
+    header = result_header(ctx.device)
+    header["machine"] = {**header["machine"], **machine_info}  # adds compute capability, CUDA, cuDNN, onnxruntime
     opts = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(ctx.opts).items()}
-    payload = {"written": datetime.datetime.now().isoformat(timespec="seconds"), "command": sys.argv,
-               "finished": finished, "total_seconds": ctx.elapsed(), "machine": machine_info, "options": opts,
+    payload = {"finished": finished, "total_seconds": ctx.elapsed(), "options": opts,
                "rows": [{"name": r.name, "status": r.status, "seconds": r.seconds, "reason": r.reason,
                          **(asdict(r.result) if r.result is not None else {}), "traceback": r.traceback}
                         for r in rows]}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_json_safe(payload), indent=1, allow_nan=False) + "\n")
+    write_result(path, _json_safe(payload), header)
 
 
 # --------------------------------------------------------------------------- command line
@@ -225,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cuda[:N], cpu, or auto (cuda where present)")
     p.add_argument("--quick", action="store_true", help="the tiny configs, small sizes, few iterations (CI)")
     p.add_argument("--out", type=Path, default=None,
-                   help="the JSON (default docs/results/gpu_check.json on CUDA, gpu_check_cpu[_quick].json on CPU)")
+                   help="the JSON (default benchmarks/results/gpu_check.json on CUDA, gpu_check_cpu[_quick].json "
+                        "on CPU)")
     p.add_argument("--parity-dir", type=Path, default=None, help="the parity fixtures (default ../shared/parity)")
     p.add_argument("--budget", type=float, default=420.0, help="seconds after which no row starts")
     p.add_argument("--force", action="store_true", help="also time precisions this device only emulates")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gpu_check_setup import Context, Result, Skipped, compared, scored
-from talkingface.inference.bench import PeakMemory, synchronize
+from bench_common import PeakMemory, synchronize
 from talkingface.inference.engine import EmulatedPrecisionWarning, InferenceEngine, RenderGraph
 from talkingface.inference.onnx import RENDER_INPUTS
 
@@ -229,14 +229,14 @@ def generator(ctx: Context, variant: Variant, batch: int) -> Result:
 def _sr_model_and_clip(ctx: Context):
     """(a factory of fresh SR networks, the 1 x N x 3 x S x S input clip): the official
     network (parity weights when present) at 512, or the tiny config (--quick)."""
-    from talkingface.inference.bench_sr import SRBenchOptions, SRFactory, input_clip
+    from bench_sr import SRBenchOptions, SRFactory, input_clip
 
     if ctx.sizes.sr_config is None:
         factory = SRFactory(SRBenchOptions(parity_dir=ctx.opts.parity_dir))
         return factory, input_clip(SRBenchOptions(frames=ctx.sizes.sr_frames, parity_dir=ctx.opts.parity_dir),
                                    factory.config.out_size // 2)
     from talkingface.models.temporal_sr import TemporalSRNet
-    from talkingface.sr_config import load_sr_config
+    from talkingface.config.sr import load_sr_config
 
     config = load_sr_config(ctx.sizes.sr_config).network_g
 
@@ -252,7 +252,8 @@ def _sr_model_and_clip(ctx: Context):
 def super_resolution(ctx: Context, precision: str) -> Result:
     """Frames/s of the temporal SR network prepared as `enhance` prepares it (`prepare_sr`:
     channels_last, low-precision convolutions), one clip of `sr_frames` frames a call."""
-    from talkingface.inference.sr import prepare_sr, sr_to_uint8
+    from talkingface.inference.sr import prepare_sr
+    from talkingface.utils.images import to_uint8_round
 
     precision = ctx.usable(precision)
     if ctx.sr is None:
@@ -268,7 +269,7 @@ def super_resolution(ctx: Context, precision: str) -> Result:
     out = out.float().cpu()
     if precision == "fp32":
         ctx.sr_fp32 = out
-    psnr, diff = compared(out, ctx.sr_fp32, sr_to_uint8) if precision != "fp32" else (None, None)
+    psnr, diff = compared(out, ctx.sr_fp32, to_uint8_round) if precision != "fp32" else (None, None)
     return Result(rate=fps, unit="frames/s", peak_mib=memory.peak_mib(), psnr_db=psnr, max_abs_diff=diff,
                   precision=precision, note=f"{x.shape[1]}-frame clip, {x.shape[-1]} -> {out.shape[-1]}")
 

@@ -16,22 +16,22 @@ from typing import Callable
 import numpy as np
 import torch
 
-from talkingface.inference.bench_infer import BenchOptions, ModelFactory, rebatch
-from talkingface.inference.engine import emulation_reason, native_precisions, psnr_uint8, to_uint8
+from bench_common import PARITY, RESULTS
+from bench_infer import BenchOptions, ModelFactory, rebatch
+from talkingface.inference.engine import emulation_reason, native_precisions, psnr_uint8
 from talkingface.models.generator import GeneratorInputs
 from talkingface.utils.device import resolve_device
+from talkingface.utils.images import to_uint8_truncate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config"
-PARITY = REPO.parent / "shared" / "parity"
-RESULTS = REPO / "docs" / "results"
 
 
 @dataclass(frozen=True)
 class CheckOptions:
     device: str = "auto"  # auto: cuda where present, else cpu
     quick: bool = False  # the tiny configs, small sizes, few iterations (CI)
-    out: Path | None = None  # the JSON; None: docs/results/gpu_check[_<device>][_quick].json
+    out: Path | None = None  # the JSON; None: benchmarks/results/gpu_check[_<device>][_quick].json
     parity_dir: Path = PARITY
     budget_s: float = 420.0  # no row starts after this many seconds (the whole run stays within 8 minutes)
     force: bool = False  # also time precisions the device only emulates (else those rows are skipped)
@@ -244,7 +244,7 @@ def scored(pixels: np.ndarray, reference: np.ndarray | None) -> tuple[float | No
 
 
 def compared(out: torch.Tensor, reference: torch.Tensor | None,
-             pixels: Callable[[torch.Tensor], np.ndarray] = to_uint8) -> tuple[float | None, float | None]:
+             pixels: Callable[[torch.Tensor], np.ndarray] = to_uint8_truncate) -> tuple[float | None, float | None]:
     """(PSNR dB of the uint8 frames, largest absolute difference) of an output against the
     reference's, both on the CPU; (None, None) without a reference."""
     if reference is None or reference.shape != out.shape:

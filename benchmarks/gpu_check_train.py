@@ -12,7 +12,7 @@ import time
 import torch
 
 from gpu_check_setup import Context, Result, Skipped
-from talkingface.inference.bench import PeakMemory, synchronize
+from bench_common import PeakMemory, synchronize
 
 NEVER = 10 ** 9  # checkpoint / log intervals that do not come up in a short run
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+from talkingface.data.synthetic import MotionSpec, synthesize_clip
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.preprocess.portrait import detect_landmarks
 from talkingface.utils.video import write_video
 
 REPO = Path(__file__).resolve().parents[1]

@@ -701,17 +701,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress_bars() -> list:
+    """The tqdm bars now open (none when tqdm was never imported)."""
+    return list(getattr(getattr(sys.modules.get("tqdm"), "tqdm", None), "_instances", ()))
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars a failure left open, so the error starts a line of its own (not the
+    bar's: tqdm leaves the cursor at the end of an open bar)."""
+    for bar in _progress_bars():
+        bar.close()
+
+
+def _warning_line(prog: str, message) -> str:
+    """A warning as one line of its own: open progress bars are cleared first (each redraws itself
+    at its next update), so the line does not start at the end of a bar."""
+    for bar in _progress_bars():
+        bar.clear()
+    return f"{prog}: warning: {message}\n"
+
+
 def run_guarded(fn: Callable[[], None], debug: bool, prog: str = "talkingface") -> int:
     """Run `fn`, turning failures into one stderr line and an exit code; warnings (a damaged
     packet, several faces, ...) print as one line each (with --debug, Python's usual two)."""
     default_format = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = lambda message, *_args, **_kw: f"{prog}: warning: {message}\n"
+        warnings.formatwarning = lambda message, *_args, **_kw: _warning_line(prog, message)
     try:
         fn()
     except TalkingFaceError as e:
         if debug:
             raise
+        _end_progress_bars()
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -723,6 +744,7 @@ def run_guarded(fn: Callable[[], None], debug: bool, prog: str = "talkingface") 
         # an OSError with a path or a cause the user can fix (a full disk, a read-only folder, a file
         # where a folder belongs) is a user error
         line = describe_os_error(e) if isinstance(e, OSError) else None
+        _end_progress_bars()
         if line is not None:
             print(f"{prog}: error: {line}", file=sys.stderr)
             return EXIT_USER_ERROR

@@ -15,6 +15,8 @@ from talkingface.errors import TalkingFaceError
 
 PROG = "run_talkingface.py"
 MODELS = ("metaportraitbaseinference", "metaportraitbasetrain", "metaportraitsr")
+SR_TRAIN_TASKS = ("train", "pretrain", "meta")  # "meta" is the seed parser's default: --task left out means train
+SR_TEST_TASKS = ("test", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +68,51 @@ def _run(args: argparse.Namespace) -> None:
         else:
             raise TalkingFaceError(f"--task must be Pretrain or Meta, not {args.task!r}")
     elif model == "metaportraitsr":
-        from talkingface.recipes.train_sr import run_seed_sr
-
         run_seed_sr(args)
     else:
         raise TalkingFaceError(f"unknown --model {args.model!r}; expected one of: {', '.join(MODELS)}")
+
+
+def run_seed_sr(args: argparse.Namespace) -> None:
+    """`python run_talkingface.py --model=metaportraitsr --config <sr yaml> [--ckpt ...] [--task Train|Test]`.
+
+    Train: `--ckpt` is the starting point (GFPGANv1.3 or a temporal SR checkpoint);
+    the training flags of `add_train_arguments` apply. Test: enhances the config's
+    datasets.val clips (or --data) with `--ckpt` into --save_dir and scores them; with
+    an `--input` (frames folder or video) it runs `enhance` on that instead.
+    """
+    task = str(getattr(args, "task", None) or "train").lower()
+    get = lambda name: getattr(args, name, None)  # noqa: E731 - the seed parser may lack some flags
+    if task in SR_TRAIN_TASKS:
+        for flag, name in (("--warp-ckpt", "warp_ckpt"), ("--epochs", "epochs"), ("--skip-bad", "skip_bad")):
+            if get(name):
+                raise TalkingFaceError(f"{flag} does not apply to --model=metaportraitsr (it trains for "
+                                       "train.total_iter iterations)")
+        from talkingface.recipes.train_sr import SRTrainOptions, run_sr_training
+
+        run_sr_training(SRTrainOptions(
+            config=args.config, init_ckpt=get("ckpt"), out_dir=get("out_dir"), resume=get("resume"),
+            data_root=get("data_root"), device=get("device") or "auto", mixed_precision=bool(get("fp16")),
+            force=bool(get("force")), max_steps=get("max_steps"), ckpt_every=get("ckpt_every"),
+            log_every=get("log_every"), image_every=get("image_every"), vgg19=get("vgg19"),
+            random_vgg=bool(get("random_vgg")), num_workers=get("num_workers")))
+    elif task in SR_TEST_TASKS:
+        if get("input"):
+            from talkingface.recipes.enhance import EnhanceOptions, run_enhance
+
+            if not get("ckpt"):
+                raise TalkingFaceError("--ckpt is required to enhance --input")
+            run_enhance(EnhanceOptions(input=args.input, ckpt=args.ckpt, out=get("save_dir") or "./saved",
+                                       batch_size=get("batch_size") or 1, device=get("device") or "auto",
+                                       precision=get("precision") or "fp32", force=bool(get("force"))))
+            return
+        from talkingface.recipes.sr_eval import SRTestOptions, run_sr_test
+
+        run_sr_test(SRTestOptions(config=args.config, ckpt=get("ckpt"), save_dir=get("save_dir") or "./saved",
+                                  data_root=get("data_root"), device=get("device") or "auto",
+                                  batch_size=get("batch_size") or 1))
+    else:
+        raise TalkingFaceError(f"--task must be Train or Test for --model=metaportraitsr, not {args.task!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,8 +37,9 @@ GREY = 110
 @pytest.fixture(scope="module")
 def clip():
     """Biden talking: head motion, mouth, blinks (256 x 256, exact ground truth)."""
-    from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+    from talkingface.data.synthetic import MotionSpec, synthesize_clip
     from talkingface.landmarks.scheme import get_scheme
+    from talkingface.preprocess.portrait import detect_landmarks
 
     image = photo("biden")
     return synthesize_clip(image, detect_landmarks(image), get_scheme("mediapipe478"),
@@ -156,8 +157,8 @@ def test_the_pasted_back_face_follows_the_driving_head(media, clip):
     from talkingface.animate.faces import FaceTracker
     from talkingface.animate.motion import RelativeMotion
     from talkingface.animate.pipeline import open_video, output_frames, render_crops, source_poses, track_landmarks
-    from talkingface.data.synthetic import detect_landmarks
     from talkingface.preprocess.align import fit_similarity
+    from talkingface.preprocess.portrait import detect_landmarks
 
     settings = AnimateSettings(size=128, render="model")  # the oracle gives crops, no motion
     source = load_source(media / "source.png", settings)

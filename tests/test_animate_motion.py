@@ -22,7 +22,7 @@ LOWER_LIP = [17, 84, 181, 91, 146, 314, 405, 321, 375, 14, 87, 178, 88, 95, 317,
 @pytest.fixture(scope="module")
 def faces():
     """478 x 2 landmarks in pixels of two different people's 256 x 256 photos."""
-    from talkingface.data.synthetic import detect_landmarks
+    from talkingface.preprocess.portrait import detect_landmarks
 
     return {name: detect_landmarks(photo(name)).astype(np.float64) * 256 for name in ("biden", "obama")}
 
@@ -103,8 +103,9 @@ def test_expression_moves_scale_to_the_source_face(faces):
 def test_stable_points_follow_the_skull_in_a_synthetic_talking_clip():
     """In synthetic clips the mouth opens and the eyes blink by local warps; the stable
     points must move by the head's similarity alone (so relative motion sees it exactly)."""
-    from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+    from talkingface.data.synthetic import MotionSpec, synthesize_clip
     from talkingface.landmarks.scheme import get_scheme
+    from talkingface.preprocess.portrait import detect_landmarks
 
     image = photo("biden")
     clip = synthesize_clip(image, detect_landmarks(image), get_scheme("mediapipe478"),

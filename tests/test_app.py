@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from talkingface.app.jobs import BUNDLED_CHOICE, AppSettings, prune_jobs
+from talkingface.app.jobs import AppSettings, BUNDLED_CHOICE, prune_jobs
 from talkingface.app.server import AppHandlers, serve
 from talkingface.cli import main
 from talkingface.errors import TalkingFaceError
@@ -39,8 +39,9 @@ PERSON_FRAMES = 3  # personalisation holds 1 out and trains on 2: enough to exer
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
-    from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+    from talkingface.data.synthetic import MotionSpec, synthesize_clip
     from talkingface.landmarks.scheme import get_scheme
+    from talkingface.preprocess.portrait import detect_landmarks
 
     root = tmp_path_factory.mktemp("app_media")
     Image.fromarray(photo("obama")).save(root / "portrait.png")

@@ -15,7 +15,7 @@ from talkingface.checkpoints.official import checkpoint_meta, load_generator, re
 from talkingface.metrics.reenactment import MotionTrack, correlation, follow_scores, track_motion
 from talkingface.recipes.animate import BUNDLED_MODEL
 from talkingface.recipes.demo import DEMO_DRIVING
-from talkingface.recipes.personalize import config_for_checkpoint
+from talkingface.checkpoints.official import config_for_checkpoint
 from talkingface.utils.video import iter_frames, probe_video
 
 from helpers import REPO, make_tiny_checkpoint

@@ -56,8 +56,8 @@ def test_landmark_correction_moves_the_landmarks_exactly_and_fades_away():
 
 def _scene(name: str):
     """A real face in a larger frame, its landmarks, and the crop box preprocessing would use."""
-    from talkingface.data.synthetic import detect_landmarks
     from talkingface.preprocess.detect import box_around_points
+    from talkingface.preprocess.portrait import detect_landmarks
 
     face = photo(name)  # 256 x 256
     frame = np.full((320, 400, 3), 90, np.uint8)

@@ -13,8 +13,10 @@ from PIL import Image
 
 from talkingface.checkpoints.official import load_generator
 from talkingface.config import load_config
-from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uint8
+from talkingface.data.official import open_dataset
+from talkingface.models.generator import batch_inputs
 from talkingface.seed_cli import main as seed_main
+from talkingface.utils.images import to_uint8_truncate
 
 from helpers import REPO, TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
 from talkingface.utils.video import iter_frames, probe_video
@@ -52,7 +54,7 @@ def reference_path_pixels(workdir: Path) -> dict[str, np.ndarray]:
     with torch.inference_mode():
         for i in range(len(ds)):
             batch = torch.utils.data.default_collate([ds[i]])
-            out[ds.frames[i].output_name] = to_uint8(model(batch_inputs(batch, torch.device("cpu")))["prediction"])[0]
+            out[ds.frames[i].output_name] = to_uint8_truncate(model(batch_inputs(batch, torch.device("cpu")))["prediction"])[0]
     return out
 
 

@@ -10,9 +10,11 @@ from PIL import Image
 
 from talkingface.checkpoints.official import load_generator
 from talkingface.config import load_config
+from talkingface.data.official import open_dataset
 from talkingface.data.sample import install_sample_data
+from talkingface.models.generator import batch_inputs
 from talkingface.recipes.infer import InferOptions, run_inference
-from talkingface.inference.reconstruct import batch_inputs, open_dataset, to_uint8
+from talkingface.utils.images import to_uint8_truncate
 
 from conftest import EVAL_CONFIG
 
@@ -37,7 +39,7 @@ def test_sample_dataset_with_official_format_checkpoint(tmp_path, base_manifest,
     with torch.inference_mode():
         for i in range(2):
             batch = torch.utils.data.default_collate([ds[i]])
-            want = to_uint8(model(batch_inputs(batch, torch.device("cpu")))["prediction"])[0].astype(int)
+            want = to_uint8_truncate(model(batch_inputs(batch, torch.device("cpu")))["prediction"])[0].astype(int)
             got = np.asarray(Image.open(result.frames_dir / ds.frames[i].output_name)).astype(int)
             worst = max(worst, int(np.abs(got - want).max()))
             print(f"frame {i}: max diff {np.abs(got - want).max()} grey levels, "

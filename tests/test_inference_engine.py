@@ -15,14 +15,15 @@ from torch import nn
 
 from talkingface.checkpoints.official import load_official_state
 from talkingface.config import load_config
+from talkingface.data.official import open_dataset
 from talkingface.inference import engine as engine_mod
 from talkingface.inference.engine import (InferenceEngine, LowPrecisionConv, SourceCache, choose_precision,
-                                          generator_psnr_check, lower_conv_precision, psnr_uint8, to_uint8)
+                                          generator_psnr_check, lower_conv_precision, psnr_uint8)
 from talkingface.inference.fused import FusedSPADEResBlock, fuse_spade_blocks
 from talkingface.models.build import build_generator
-from talkingface.models.generator import GeneratorInputs
+from talkingface.models.generator import GeneratorInputs, batch_inputs
 from talkingface.models.refinement import SPADEResBlock
-from talkingface.inference.reconstruct import batch_inputs, open_dataset
+from talkingface.utils.images import to_uint8_round, to_uint8_truncate
 
 from conftest import EVAL_CONFIG
 from helpers import TINY_CONFIG, make_tiny_dataset, make_tiny_video_dataset
@@ -79,7 +80,7 @@ def engine_path(model: nn.Module, x: GeneratorInputs, batch: int, **options) -> 
 def assert_exact(got: torch.Tensor, want: torch.Tensor) -> None:
     assert got.dtype == torch.float32 and got.shape == want.shape
     assert (got - want).abs().max().item() <= FP32_TOL
-    assert np.abs(to_uint8(got).astype(int) - to_uint8(want).astype(int)).max() <= 1
+    assert np.abs(to_uint8_truncate(got).astype(int) - to_uint8_truncate(want).astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("options", [
@@ -99,8 +100,8 @@ def test_fp32_engine_matches_reference(tiny_model, tiny_inputs, options):
 @pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_bf16_engine_stays_above_40_db(tiny_model, tiny_inputs, channels_last):
-    want = to_uint8(reference_path(tiny_model, tiny_inputs))
-    got = to_uint8(engine_path(tiny_model, tiny_inputs, batch=4, precision="bf16", channels_last=channels_last))
+    want = to_uint8_truncate(reference_path(tiny_model, tiny_inputs))
+    got = to_uint8_truncate(engine_path(tiny_model, tiny_inputs, batch=4, precision="bf16", channels_last=channels_last))
     assert psnr_uint8(got, want) >= MIN_PSNR
 
 
@@ -284,10 +285,10 @@ def test_sr_fp32_prepared_matches(tiny_sr, sr_clip, channels_last):
 
 @pytest.mark.slow
 def test_sr_bf16_stays_above_40_db_and_keeps_the_model_interface(tiny_sr, sr_clip):
-    from talkingface.inference.sr import prepare_sr, sr_psnr_check, sr_to_uint8
+    from talkingface.inference.sr import prepare_sr, sr_psnr_check
 
     with torch.inference_mode():
-        want = sr_to_uint8(tiny_sr(sr_clip))
+        want = to_uint8_round(tiny_sr(sr_clip))
     assert sr_psnr_check(tiny_sr, sr_clip)("bf16") >= MIN_PSNR
     model = prepare_sr(copy.deepcopy(tiny_sr), precision="bf16", keep_freed_memory=False)
     model = prepare_sr(model, precision="bf16", keep_freed_memory=False)  # twice: replaces, not stacks
@@ -295,7 +296,7 @@ def test_sr_bf16_stays_above_40_db_and_keeps_the_model_interface(tiny_sr, sr_cli
     with torch.inference_mode():
         got = model(sr_clip)
     assert got.dtype == torch.float32
-    assert psnr_uint8(sr_to_uint8(got), want) >= MIN_PSNR
+    assert psnr_uint8(to_uint8_round(got), want) >= MIN_PSNR
 
 
 @pytest.mark.slow
@@ -316,6 +317,6 @@ def test_official_size_with_parity_weights(base_manifest, fill_state_dict, tmp_p
     fp32 = engine_path(model, x, batch=2)
     assert_exact(fp32, want)
     bf16 = engine_path(model, x, batch=2, precision="bf16")
-    value = psnr_uint8(to_uint8(bf16), to_uint8(want))
+    value = psnr_uint8(to_uint8_truncate(bf16), to_uint8_truncate(want))
     print(f"bf16 against the reference path: {value:.2f} dB")
     assert value >= MIN_PSNR

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from talkingface.recipes.animate import BUNDLED_MODEL
 from talkingface.recipes.learning_check import check_checkpoint
-from talkingface.recipes.personalize import config_for_checkpoint
+from talkingface.checkpoints.official import config_for_checkpoint
 from talkingface.recipes.synth import SynthOptions, run_synth
 
 from helpers import REPO

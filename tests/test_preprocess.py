@@ -371,8 +371,9 @@ def test_the_base_model_runs_on_the_output(dataset, tmp_path):
     import yaml
 
     from talkingface.config import load_config
+    from talkingface.data.official import open_dataset
     from talkingface.models.build import build_generator
-    from talkingface.inference.reconstruct import batch_inputs, open_dataset
+    from talkingface.models.generator import batch_inputs
 
     out, _ = dataset
     data = yaml.safe_load((CONFIGS / "meta_portrait_64_tiny.yaml").read_text())

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from talkingface.data.official import OfficialDataset
-from talkingface.data.synthetic import MotionSpec, detect_landmarks, synthesize_clip
+from talkingface.data.synthetic import MotionSpec, synthesize_clip
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.preprocess.portrait import detect_landmarks
 from talkingface.preprocess.scenes import SceneCutDetector, SceneCutSettings, find_cuts
 from talkingface.preprocess.segments import group_by_distance
 from talkingface.recipes.preprocess import (MergeOptions, PreprocessOptions, ValidateOptions, run_merge,

@@ -49,7 +49,7 @@ def espeak() -> str:
 @pytest.fixture(scope="module")
 def face():
     """Biden's photo (closed mouth) and its Face Mesh landmarks (0..1)."""
-    from talkingface.data.synthetic import detect_landmarks
+    from talkingface.preprocess.portrait import detect_landmarks
 
     image = photo("biden")
     return image, detect_landmarks(image)
@@ -113,7 +113,7 @@ def test_viseme_offsets_open_spread_and_close_the_mouth_in_the_faces_own_scale(f
 
 
 def test_an_open_mouth_photo_closes_fully_on_p_b_m():
-    from talkingface.data.synthetic import detect_landmarks
+    from talkingface.preprocess.portrait import detect_landmarks
 
     points = detect_landmarks(photo("obama"))  # smiling, teeth showing: mouth open 0.22
     closed = points + viseme_offsets(points).shaping[NAMES.index("PP")]

@@ -20,8 +20,9 @@ from talkingface.checkpoints.sr import (TEMPORAL_KEY_PATTERNS, init_from_gfpgan_
                                         load_temporal_sr, read_sr_weights, save_temporal_sr)
 from talkingface.errors import CheckpointError, ConfigError, DataError, TalkingFaceError
 from talkingface.models.temporal_sr import TemporalSRConfig, TemporalSRNet
-from talkingface.recipes.enhance import (EnhanceOptions, InputResizedWarning, enhance_clip, run_enhance,
-                                         to_tensor, to_uint8)
+from talkingface.inference.sr import InputResizedWarning, enhance_clip
+from talkingface.recipes.enhance import EnhanceOptions, run_enhance
+from talkingface.utils.images import to_tensor, to_uint8_round
 from talkingface.utils.video import probe_video
 
 from helpers import make_tiny_checkpoint, smooth_image
@@ -257,7 +258,7 @@ def test_frames_folder_matches_library(tmp_path, model, tiny_ckpt, precision):
     assert result.frames == 20
     expected = enhance_clip(model, torch.stack([to_tensor(f) for f in frames]))
     got = np.stack([np.asarray(Image.open(tmp_path / "out" / f"{i}.png")) for i in range(20)])
-    want = np.stack([to_uint8(expected[i]) for i in range(20)])
+    want = np.stack([to_uint8_round(expected[i]) for i in range(20)])
     assert got.shape == (20, OUT, OUT, 3)
     if precision == "fp32":
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from talkingface.checkpoints.sr import is_temporal_key, load_temporal_sr, save_temporal_sr
+from talkingface.config.sr import PixelLossConfig, SchedulerConfig, load_sr_config, parse_sr_config
 from talkingface.data.sr_clips import SRClipDataset, scan_sr_clips
 from talkingface.errors import ConfigError, DataError, TalkingFaceError
 from talkingface.losses.sr import SRLoss, gram_matrix
@@ -25,9 +26,9 @@ from talkingface.losses.vgg import VGG19Features
 from talkingface.models.temporal_sr import TemporalSRNet
 from talkingface.recipes.enhance import EnhanceOptions, run_enhance
 from talkingface.recipes.make_sr_data import MakeSRDataOptions, run_make_sr_data
-from talkingface.recipes.train_sr import (SRTrainOptions, build_networks, run_seed_sr, run_sr_training,
-                                         scheduled_lr)
-from talkingface.sr_config import PixelLossConfig, SchedulerConfig, load_sr_config, parse_sr_config
+from talkingface.recipes.train_sr import SRTrainOptions, run_sr_training
+from talkingface.seed_cli import run_seed_sr
+from talkingface.training.sr_setup import build_networks, scheduled_lr
 
 from conftest import CONFIG_DIR
 from helpers import TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset

@@ -13,6 +13,7 @@ from talkingface.data import synthetic as S
 from talkingface.data.synthetic import Motion, MotionSpec
 from talkingface.errors import ConfigError
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.preprocess.portrait import detect_landmarks
 
 FACES = Path(__file__).resolve().parent / "data" / "faces"
 SIZE = 256
@@ -104,7 +105,7 @@ def test_turned_landmarks_match_mediapipe(scheme, astronaut, obama, pose):
     """
     for portrait in (astronaut, obama):
         clip = still(scheme, portrait, **pose)
-        found = S.detect_landmarks(clip.frames[0])
+        found = detect_landmarks(clip.frames[0])
         width = face_width(clip.landmarks[0])
         error = np.hypot(*((found - clip.landmarks[0]) * SIZE).T).mean() / width
         moved = np.hypot(*((clip.landmarks[0] - portrait[1][:, :2]) * SIZE).T).mean() / width
@@ -120,7 +121,7 @@ def test_turn_direction_agrees_with_mediapipe(scheme, astronaut):
                              (dict(pitch_deg=15), 1, -1), (dict(pitch_deg=-15), 1, 1)):
         clip = still(scheme, astronaut, **pose)
         ours = nose_offset(clip.landmarks[0])[axis] - frontal[axis]
-        seen = nose_offset(S.detect_landmarks(clip.frames[0]))[axis] - frontal[axis]
+        seen = nose_offset(detect_landmarks(clip.frames[0]))[axis] - frontal[axis]
         assert sign * ours > 3 and sign * seen > 0.5 * sign * ours, (pose, ours, seen)
 
 
@@ -172,8 +173,8 @@ def test_smile_raises_the_mouth_corners(scheme, astronaut, obama):
         lift = (points[CORNERS, 1] - clip.landmarks[0, CORNERS, 1]) * SIZE
         spread = (np.diff(clip.landmarks[0, CORNERS, 0]) - np.diff(points[CORNERS, 0]))[0] * SIZE
         assert np.all(lift > 0.12 * width) and spread > 0.05 * width, (lift, spread, width)
-        found = S.detect_landmarks(clip.frames[0]).astype(np.float64)
-        before = S.detect_landmarks(portrait[0]).astype(np.float64)
+        found = detect_landmarks(clip.frames[0]).astype(np.float64)
+        before = detect_landmarks(portrait[0]).astype(np.float64)
         seen = (before[CORNERS, 1] - found[CORNERS, 1]) * SIZE
         assert np.all(seen > 0.4 * lift), (seen, lift)
         # Far from the mouth (the forehead) nothing moves.
@@ -188,7 +189,7 @@ def test_brow_raise_lifts_the_brows_not_the_eye_corners(scheme, obama):
     assert np.all(lift > 0.02 * height), (lift, height)
     eye_corners = [33, 133, 362, 263]
     assert np.abs((clip.landmarks[0, eye_corners] - points[eye_corners]) * SIZE).max() < 0.5
-    seen = (S.detect_landmarks(obama[0])[BROWS, 1] - S.detect_landmarks(clip.frames[0])[BROWS, 1]) * SIZE
+    seen = (detect_landmarks(obama[0])[BROWS, 1] - detect_landmarks(clip.frames[0])[BROWS, 1]) * SIZE
     assert np.all(seen > 0.4 * lift), (seen, lift)
 
 
@@ -226,5 +227,5 @@ def test_run_synth_with_turns_and_expressions(tmp_path):
         assert np.abs(gt["yaw_deg"]).max() > 1 and gt["smile"].shape == (4,)
     landmarks = np.load(result.root / "0" / "ldmks" / "00000003_ldmk.npy")
     frame = np.asarray(Image.open(result.root / "0" / "imgs" / "00000003.png"))
-    found = S.detect_landmarks(frame)
+    found = detect_landmarks(frame)
     assert np.hypot(*((found - landmarks) * 128).T).mean() < 0.03 * face_width(landmarks) * 128 / SIZE

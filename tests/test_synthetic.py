@@ -13,6 +13,7 @@ from talkingface.data import synthetic as S
 from talkingface.data.official import OfficialDataset
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import LandmarkScheme, get_scheme
+from talkingface.preprocess.portrait import detect_landmarks
 
 from helpers import smooth_image
 
@@ -90,13 +91,13 @@ def astronaut():
     from skimage import data
 
     crop = cv2.resize(data.astronaut()[0:300, 90:390], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    return crop, S.detect_landmarks(crop)
+    return crop, detect_landmarks(crop)
 
 
 @pytest.fixture(scope="module")
 def obama():
     image = np.asarray(Image.open(FACES / "obama.jpg").convert("RGB"))
-    return image, S.detect_landmarks(image)
+    return image, detect_landmarks(image)
 
 
 STRONG = S.MotionSpec(num_frames=40, seed=1, blink_every=12, mouth_open_max=0.1, max_rotation_deg=8,
@@ -298,7 +299,7 @@ def test_blinks_close_the_eyes(grey_face, dense):
 
 # --------------------------------------------------------------------------- real portraits
 def _redetect_error(clip: S.SyntheticClip, t: int, scheme_points: np.ndarray | None = None) -> np.ndarray:
-    found = S.detect_landmarks(clip.frames[t])
+    found = detect_landmarks(clip.frames[t])
     expected = clip.landmarks[t] if scheme_points is None else scheme_points
     return np.hypot(*((found - expected) * SIZE).T)
 
@@ -326,9 +327,9 @@ def test_astronaut_mouth_and_blink_are_seen_by_mediapipe(astronaut):
     requested = clip.mouth_open[tm] * clip.geometry.face_height
     predicted = lip_gap(clip.landmarks[tm], scheme) - lip_gap(points, scheme)
     assert predicted == pytest.approx(requested, rel=0.02)
-    found = S.detect_landmarks(clip.frames[tm])
+    found = detect_landmarks(clip.frames[tm])
     assert lip_gap(found, scheme) - lip_gap(points, scheme) > 0.7 * requested
-    found = S.detect_landmarks(clip.frames[tb])
+    found = detect_landmarks(clip.frames[tb])
     assert lid_gap(found, scheme) < 0.6 * lid_gap(points, scheme)
 
 
@@ -345,7 +346,7 @@ def test_obama_with_dense669_stand_in(obama, dense):
     assert lid_gap(clip.landmarks[t], dense) < 0.05 * lid_gap(points, dense)
     # Role points agree with MediaPipe on a frame with head motion.
     t = int(np.argmin(clip.eye_closure + clip.mouth_open))
-    found = S.landmarks_for_scheme(S.detect_landmarks(clip.frames[t]), dense)
+    found = S.landmarks_for_scheme(detect_landmarks(clip.frames[t]), dense)
     roles = dense.subset[[1, 2, 5, 6, 14, 15]]  # eye and mouth corners
     assert np.hypot(*((found[roles] - clip.landmarks[t, roles]) * SIZE).T).mean() < 2.0
 
@@ -365,13 +366,13 @@ def test_face_crop_keeps_landmarks_on_the_pixels(obama):
     image, points = obama
     crop, moved = crop_face(image, points, size=128)
     assert crop.shape == (128, 128, 3)
-    found = S.detect_landmarks(crop)
+    found = detect_landmarks(crop)
     assert np.hypot(*((found - moved) * 128).T).mean() < 1.0
 
 
 def test_no_face_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no face") as err:
-        S.detect_landmarks(np.full((128, 128, 3), 127, np.uint8), tmp_path / "blank.png")
+        detect_landmarks(np.full((128, 128, 3), 127, np.uint8), tmp_path / "blank.png")
     assert err.value.path == str(tmp_path / "blank.png")
 
 

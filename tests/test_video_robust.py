@@ -7,6 +7,7 @@ them, and audio problems never cost a finished video. The files are made here wi
 and damaged on purpose (packet positions come from the intact file's index)."""
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from fractions import Fraction
@@ -17,8 +18,8 @@ import pytest
 from PIL import Image
 
 from talkingface.errors import DataError
-from talkingface.utils.video import (LEADING_FAILURES, DamagedVideoWarning, audio_decodes, iter_frames,
-                                     probe_video, write_video)
+from talkingface.utils.video import (LEADING_FAILURES, DamagedVideoWarning, DecodeStats, audio_decodes,
+                                     iter_frames, probe_video, write_video)
 
 from helpers import MEDIAPIPE_TINY_CONFIG, make_tiny_checkpoint, photo, smooth_image
 
@@ -153,6 +154,10 @@ def test_a_truncated_file_says_how_many_frames_it_lost(tmp_path):
     # a frame or two before the cut may need a reference frame cut off
     assert complete - 2 <= n <= complete < 100
     assert messages == [f"{cut}: decoded {n} of the 100 frames the header declares (file truncated?)"]
+    stats = DecodeStats()
+    assert caught(lambda: sum(1 for _ in iter_frames(cut, stats)))[0] == n  # the counts, for records (preprocess)
+    assert (stats.declared, stats.decoded, stats.damaged_packets, stats.complete) == (100, n, 0, True)
+    assert stats.warning == messages[0].split(": ", 1)[1]
 
 
 def test_damaged_bytes_in_the_middle_of_the_file(clean, tmp_path):
@@ -388,6 +393,43 @@ def test_preprocess_keeps_what_decodes(faces, tmp_path):
     assert len(messages) == 1 and "skipped 1 damaged video packet" in messages[0]
     assert report.frames_decoded == 12 and report.frames_dropped >= 3  # 11 + 1 concealed; the black ones: no face
     assert report.frames_kept == report.frames_decoded - report.frames_dropped > 0
+    # meta.json records the counts: declared by the header, decoded, and what decoding lost
+    meta = json.loads((tmp_path / "data" / "0" / "meta.json").read_text())
+    assert (meta["frames_declared"], meta["frames_decoded"]) == (12, 12)
+    decoding = meta["decoding"]
+    assert (decoding["declared"], decoding["decoded"], decoding["concealed"]) == (12, 11, 1)
+    assert decoding["damaged_packets"] == 1 and decoding["complete"] and "skipped 1 damaged" in decoding["warning"]
+
+
+def cut_short(faces: Path, tmp_path: Path) -> Path:
+    """The 12-frame driving clip cut to 3/4 of its bytes, its index at the front (so it opens, and
+    declares all 12 frames)."""
+    full = make_video(tmp_path / "full.mp4", frames=iter_frames(faces / "intact.mp4"), size=(128, 128),
+                      options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[:full.stat().st_size * 3 // 4])
+    return cut
+
+
+def test_animate_warns_once_about_a_driving_video_cut_short(faces, tmp_path):
+    code, messages = animate(faces, cut_short(faces, tmp_path), tmp_path / "out.mp4")
+    assert code == 0 and len(messages) == 1 and "of the 12 frames the header declares (file truncated?)" \
+        in messages[0]
+
+
+def test_preprocess_records_a_truncated_input_in_meta_json(faces, tmp_path):
+    """A file cut short whose index is at the front: preprocess keeps what decodes, warns with
+    both counts and records them."""
+    from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
+
+    cut = cut_short(faces, tmp_path)
+    report, messages = caught(run_preprocess, PreprocessOptions(inputs=[str(cut)], out=str(tmp_path / "data")))
+    assert len(messages) == 1 and "of the 12 frames the header declares (file truncated?)" in messages[0]
+    meta = json.loads((tmp_path / "data" / "0" / "meta.json").read_text())
+    n = report.frames_decoded
+    assert 3 < n < 12 and meta["frames_declared"] == 12 and meta["frames_decoded"] == n
+    assert meta["decoding"]["decoded"] == n and meta["decoding"]["damaged_packets"] == 0
+    assert f"decoded {n} of the 12 frames" in meta["decoding"]["warning"]
 
 
 def test_the_web_app_accepts_a_damaged_upload_and_rejects_an_undecodable_one(faces, tmp_path):

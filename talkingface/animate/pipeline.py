@@ -31,7 +31,6 @@ from talkingface.animate.fullres import FullResComposer, FullResSettings, Render
 from talkingface.animate.motion import Motion, find_best_frame
 from talkingface.animate.pasteback import PasteBack
 from talkingface.config import Config
-from talkingface.data.official import IMAGE_EXTENSIONS
 from talkingface.errors import ConfigError, DataError, TalkingFaceError
 from talkingface.landmarks.encoding import draw_line_image, mouth_mask, normalized_subset
 from talkingface.landmarks.scheme import LandmarkScheme, get_scheme
@@ -42,6 +41,8 @@ from talkingface.preprocess.landmarks import (NUM_POINTS, BilateralSettings, Tem
                                               frontal_error, is_near_frontal)
 from talkingface.preprocess.pipeline import SCHEME
 from talkingface.preprocess.sources import FrameStream, InputItem, InputKind, open_stream
+from talkingface.utils import images
+from talkingface.utils.images import is_image_path, to_uint8_truncate
 
 
 @dataclass(frozen=True)
@@ -101,21 +102,9 @@ def model_scheme(cfg: Config) -> LandmarkScheme:
 
 
 # --------------------------------------------------------------------------- inputs
-def is_image_path(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
-
-
 def read_image(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (EXIF orientation applied, as OpenCV decodes)."""
-    import cv2
-
-    if not path.is_file():
-        raise DataError("no such image file", path)
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError("cannot read this image (corrupt or not an image)", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """An image file as RGB uint8, upright per its EXIF orientation (talkingface.utils.images)."""
+    return images.read_image(path, error="cannot read this image")
 
 
 def open_video(path: Path) -> FrameStream:
@@ -405,16 +394,12 @@ class CropRenderer:
 
     def __call__(self, poses: np.ndarray) -> np.ndarray:
         """B x N x 2 -> B x S x S x 3 uint8 (the model's 0..1 output convention)."""
-        from talkingface.inference.engine import to_uint8
-
-        return to_uint8(self.engine.render(self.inputs(poses), self.features))
+        return to_uint8_truncate(self.engine.render(self.inputs(poses), self.features))
 
     def with_motion(self, poses: np.ndarray) -> list[RenderedCrop]:
         """B x N x 2 -> B rendered crops carrying the warp's deformation and occlusion map."""
-        from talkingface.inference.engine import to_uint8
-
         prediction, deformation, occlusion = self.engine.render_with_motion(self.inputs(poses), self.features)
-        crops = to_uint8(prediction)  # B x S x S x 3
+        crops = to_uint8_truncate(prediction)  # B x S x S x 3
         deformation = deformation.cpu().numpy()  # B x h x w x 2
         occlusion = occlusion[:, 0].cpu().numpy()  # B x S x S
         return [RenderedCrop(c, p, d, o) for c, p, d, o in zip(crops, poses, deformation, occlusion)]

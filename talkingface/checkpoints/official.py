@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from talkingface.config import Config
+from talkingface.config import Config, load_config, parse_config
 from talkingface.errors import CheckpointError
 from talkingface.utils.atomic import atomic_torch_save
 
@@ -30,6 +30,9 @@ META_KEY = "talkingface"
 # what a missing official checkpoint's error says to do
 OFFICIAL_CKPT_HINT = ("download ckpt_base.pth.tar, the official MetaPortrait base model linked from "
                       "github.com/Meta-Portrait/MetaPortrait, and save it at this path")
+# the config of an official checkpoint, which stores none
+DEFAULT_OFFICIAL_CONFIG = (Path(__file__).resolve().parents[1] / "properties" / "model" /
+                           "meta_portrait_base_config" / "meta_portrait_256_eval.yaml")
 
 def _spade_block_names(count: int) -> list[str]:
     """Official SPADE block names: head_0, G_middle_0.., then the last four are up_0..up_3."""
@@ -185,6 +188,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(". This is an internal miniz error")[0]  # then a paragraph about torch bugs
         raise CheckpointError(f"cannot be read as a PyTorch checkpoint; truncated or corrupt? ({first[:160]})",
                               path) from None
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types; report them as one line
@@ -198,7 +202,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def _strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Checkpoints saved from a DDP-wrapped model prefix every key with 'module.'."""
     if sd and all(k.startswith("module.") for k in sd):
         return {k[len("module."):]: v for k, v in sd.items()}
@@ -262,6 +266,18 @@ def checkpoint_meta(ckpt: dict[str, Any], path: str | Path | None = None) -> Che
                           config=meta.get("config"), official=False)
 
 
+def config_for_checkpoint(ckpt_path: str, explicit: str | None) -> Config:
+    """The config a checkpoint was trained with (stored in files we write), unless one is given."""
+    ckpt = read_checkpoint(ckpt_path)
+    generator_state(ckpt, ckpt_path)  # what the file is (no generator, a super-resolution model) before its config
+    meta = checkpoint_meta(ckpt, ckpt_path)
+    if explicit:
+        return load_config(explicit)
+    if meta.config is not None:
+        return parse_config(meta.config, f"{ckpt_path} (stored config)")
+    return load_config(DEFAULT_OFFICIAL_CONFIG)
+
+
 def _summarise(keys, limit: int = 4) -> str:
     keys = sorted(keys)
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
@@ -276,7 +292,7 @@ def load_official_state(model: nn.Module, official_sd: dict[str, torch.Tensor], 
     names the missing and unexpected keys. `only_prefixes` restricts the load to our
     keys with those prefixes (e.g. the warp part for the full stage's warp_ckpt).
     """
-    official_sd = _strip_module_prefix(official_sd)
+    official_sd = strip_module_prefix(official_sd)
     ours = model.state_dict()
     names = official_names(ours.keys(), spade_blocks)
     if only_prefixes is not None:
@@ -333,7 +349,7 @@ def load_generator(path: str | Path, cfg: Config, map_location: str | torch.devi
     from talkingface.models.build import build_generator
 
     ckpt = read_checkpoint(path)
-    sd = _strip_module_prefix(generator_state(ckpt, path))
+    sd = strip_module_prefix(generator_state(ckpt, path))
     model = build_generator(cfg, spectral_norm=has_spectral_norm(sd))
     blocks = cfg.model.generator.spade_num_blocks
     _check_is_generator(model, sd, blocks, path)  # another model's file: say so before anything else

@@ -21,7 +21,7 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import nn
 
-from talkingface.checkpoints.official import read_checkpoint
+from talkingface.checkpoints.official import read_checkpoint, strip_module_prefix
 from talkingface.errors import CheckpointError, ConfigError
 from talkingface.models.temporal_sr import TemporalSRConfig, TemporalSRNet
 from talkingface.utils.atomic import atomic_torch_save
@@ -82,13 +82,6 @@ def _fold_keys(keys) -> str:
     return ", ".join(parts)
 
 
-def _strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Files saved from a DataParallel/DDP-wrapped network prefix every key with 'module.'."""
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
 def read_sr_weights(path: str | Path, which: WeightChoice = "auto") -> tuple[dict[str, torch.Tensor], str, dict]:
     """(state dict, the key it came from, the whole checkpoint dict).
 
@@ -110,7 +103,7 @@ def read_sr_weights(path: str | Path, which: WeightChoice = "auto") -> tuple[dic
     sd = ckpt[which]
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise CheckpointError(f"its {which!r} entry is not a state dict of tensors", path)
-    return _strip_module_prefix(sd), which, ckpt
+    return strip_module_prefix(sd), which, ckpt
 
 
 def config_from_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> TemporalSRConfig:

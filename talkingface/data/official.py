@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from talkingface.config import Config
 from talkingface.errors import DataError
 from talkingface.landmarks.encoding import draw_line_image, eye_mask, mouth_mask, normalized_subset
-from talkingface.landmarks.scheme import LandmarkScheme
+from talkingface.landmarks.scheme import LandmarkScheme, get_scheme
+from talkingface.utils.images import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
 MAP_FILE = "src_map_dict.pkl"
 
 
@@ -234,3 +235,10 @@ class OfficialDataset(torch.utils.data.Dataset):
         drv = encode_view(frame.image, frame.landmarks, self.scheme, self.size)
         theta = load_npy(frame.theta, [(2, 3)], "theta") if self.with_theta else None
         return frame_item(src, drv, self.scheme, self.size, frame.identity, index, theta)
+
+
+def open_dataset(cfg: Config, root: str | Path) -> OfficialDataset:
+    """The dataset at `root` as the model of `cfg` sees it: its landmark scheme (with the config's
+    58-point subset), resolution and identity size."""
+    return OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                           cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)

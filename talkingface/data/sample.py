@@ -25,5 +25,11 @@ def install_sample_data(dest: str | Path = DEFAULT_DEST, force: bool = False) ->
     with resources.as_file(source) as src, atomic_dir(dest) as tmp:
         if not Path(src).is_dir():
             raise DataError("the bundled sample is missing from this installation", src)
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        # file by file, not copytree: its one error for all files keeps no errno (a full disk would
+        # read as an internal error); the first failure stops the copy with its own
+        for path in sorted(Path(src).rglob("*")):
+            if path.is_dir():
+                (tmp / path.relative_to(src)).mkdir(exist_ok=True)
+            else:
+                shutil.copy2(path, tmp / path.relative_to(src))
     return dest, True

@@ -288,6 +288,11 @@ class ShardSetWriter:
 
     def abort(self) -> None:
         """Drop the shard being written (its temporary file is removed)."""
+        if self._tar is not None:
+            # end the tar stream now: left open, it flushes its buffer when garbage-collected, and on a
+            # full disk that prints "Exception ignored in ... _Stream.__del__" and a traceback at exit
+            with contextlib.suppress(OSError, ValueError):
+                self._tar.close()
         if self._stack is not None:
             self._stack.__exit__(_Aborted, _Aborted(), None)  # atomic_path removes the temporary file
         self._stack = self._file = self._tar = self._info = None

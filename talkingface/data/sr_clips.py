@@ -18,7 +18,6 @@ a `DataError` naming the file.
 from __future__ import annotations
 
 import random
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,47 +25,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from talkingface.errors import DataError
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg"}
-
-
-def natural_key(name: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header only."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read image ({e})", path) from None
-
-
-def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """H x W x 3 uint8; `size` (width, height) is checked, not resized to."""
-    try:
-        with Image.open(path) as im:
-            pixels = np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read image ({e})", path) from None
-    if size is not None and (pixels.shape[1], pixels.shape[0]) != tuple(size):
-        raise DataError(f"frame is {pixels.shape[1]}x{pixels.shape[0]}, but this clip's frames are "
-                        f"{size[0]}x{size[1]}", path)
-    return pixels
-
-
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 -> 3 x H x W float in 0..1."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255.0
+from talkingface.utils.images import image_size, list_images, natural_key, read_image, to_tensor
 
 
 @dataclass(frozen=True)
@@ -86,12 +47,12 @@ class SRClip:
         return [p.stem for p in (self.gt or self.lq)]
 
     def read_lq(self, i: int) -> np.ndarray:
-        return read_rgb(self.lq[i], self.lq_size)
+        return read_image(self.lq[i], self.lq_size)
 
     def read_gt(self, i: int) -> np.ndarray:
         if self.gt is None:
             raise DataError(f"clip {self.name} has no ground truth")
-        return read_rgb(self.gt[i], self.gt_size)
+        return read_image(self.gt[i], self.gt_size)
 
 
 def _frame_dir(root: Path, clip: str, prefix: str | None) -> Path:
@@ -120,13 +81,13 @@ def scan_sr_clips(lq_root: str | Path, gt_root: str | Path | None = None, lq_pre
         lq_dir = _frame_dir(lq_root, name, lq_prefix)
         if not lq_dir.is_dir():
             raise DataError("missing the clip's LQ frame folder", lq_dir)
-        lq_files = _images(lq_dir)
+        lq_files = list_images(lq_dir)
         gt_files = None
         if gt_root is not None:
             gt_dir = _frame_dir(gt_root, name, gt_prefix)
             if not gt_dir.is_dir():
                 raise DataError("missing the clip's ground-truth frame folder", gt_dir)
-            gt_files = _images(gt_dir)
+            gt_files = list_images(gt_dir)
             if not gt_files:
                 raise DataError("no ground-truth frames (.png/.jpg) in this folder", gt_dir)
             lq_by_stem = {p.stem: p for p in lq_files}

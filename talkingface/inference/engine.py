@@ -38,11 +38,12 @@ from talkingface.inference.precision import (LOW_DTYPES, PRECISIONS, LowPrecisio
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.finite import precision_hint, require_finite
+from talkingface.utils.images import to_uint8_truncate
 
 __all__ = ["PRECISIONS", "EmulatedPrecisionWarning", "EngineOptions", "InferenceEngine", "LowPrecisionConv",
            "PrecisionChoice", "RenderGraph", "SourceCache", "choose_precision", "cpu_flags", "emulation_reason",
            "fit_precision", "generator_psnr_check", "resolve_precision", "lower_conv_precision", "native_precisions",
-           "psnr_uint8", "render_batches", "to_uint8"]
+           "psnr_uint8", "render_batches"]
 
 MIN_PSNR_DB = 40.0
 
@@ -177,11 +178,6 @@ def resolve_precision(requested: str, device: torch.device | str, check: Callabl
     return PrecisionChoice(requested, f"{requested}: as requested")
 
 
-def to_uint8(prediction: torch.Tensor) -> np.ndarray:
-    """B x 3 x H x W tanh output -> B x H x W x 3 uint8, truncating as the reference does."""
-    return np.clip(prediction.float().permute(0, 2, 3, 1).cpu().numpy() * 255, 0, 255).astype(np.uint8)
-
-
 def generator_psnr_check(model: nn.Module, sample: GeneratorInputs | Callable[[], GeneratorInputs],
                          device: torch.device | str = "cpu") -> Callable[[str], float]:
     """A `check` for `choose_precision`: PSNR of the sample rendered at a precision
@@ -196,13 +192,13 @@ def generator_psnr_check(model: nn.Module, sample: GeneratorInputs | Callable[[]
         if not cache:
             x = (sample() if callable(sample) else sample).to(device)
             with torch.inference_mode():
-                cache["x"], cache["fp32"] = x, to_uint8(model.eval()(x)["prediction"])
+                cache["x"], cache["fp32"] = x, to_uint8_truncate(model.eval()(x)["prediction"])
         return cache["x"], cache["fp32"]  # type: ignore[return-value]
 
     def check(precision: str) -> float:
         x, fp32 = reference()
         with torch.inference_mode(), lowered_temporarily(model, LOW_DTYPES[precision]):
-            return psnr_uint8(to_uint8(model(x)["prediction"]), fp32)
+            return psnr_uint8(to_uint8_truncate(model(x)["prediction"]), fp32)
 
     return check
 

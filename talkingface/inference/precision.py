@@ -76,10 +76,6 @@ def conv_low(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return conv.forward_low(x) if isinstance(conv, LowPrecisionConv) else conv(x)
 
 
-def conv_dtype(conv: nn.Module) -> torch.dtype:
-    return conv.weight.dtype
-
-
 def lower_conv_precision(model: nn.Module, dtype: torch.dtype) -> int:
     """Replace every Conv2d / ConvTranspose2d of `model` by a `LowPrecisionConv`, in
     place (inference only: the state-dict keys stay, the module types change).

@@ -1,35 +1,21 @@
-"""Reconstructing an official-layout dataset with a base model: the dataset reader for a
-config, a batch as generator inputs, and the model (or the inference engine) over every
-frame in the dataset's order. Used by `infer`, training's validation and adaptation,
-make-sr-data and the benchmarks."""
+"""Reconstructing an official-layout dataset with a base model: the model (or the inference
+engine) over every frame in the dataset's order. Used by `infer`, make-sr-data and the
+benchmarks. (The dataset for a config is `talkingface.data.official.open_dataset`; a batch as
+generator inputs `talkingface.models.generator.batch_inputs`.)"""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from talkingface.config import Config
 from talkingface.data.official import OfficialDataset
-from talkingface.inference.engine import to_uint8
-from talkingface.landmarks.scheme import get_scheme
-from talkingface.models.generator import GeneratorInputs
+from talkingface.models.generator import batch_inputs
 from talkingface.utils.finite import precision_hint, require_finite
+from talkingface.utils.images import to_uint8_truncate
 
-__all__ = ["batch_inputs", "iter_reconstruct", "open_dataset", "reconstruct", "to_uint8"]
-
-
-def open_dataset(cfg: Config, root: str | Path) -> OfficialDataset:
-    return OfficialDataset(root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
-                           cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
-
-
-def batch_inputs(batch: dict, device: torch.device) -> GeneratorInputs:
-    return GeneratorInputs(source=batch["source"], source_line=batch["source_line"],
-                           driving_line=batch["driving_line"], driving_subset=batch["driving_subset"],
-                           mouth_mask=batch["mouth_mask"], identity=batch["identity"]).to(device)
+__all__ = ["iter_reconstruct", "reconstruct"]
 
 
 def iter_reconstruct(model, dataset: OfficialDataset, batch_size: int, device: torch.device,
@@ -60,7 +46,7 @@ def iter_reconstruct(model, dataset: OfficialDataset, batch_size: int, device: t
                 else:
                     prediction = model.forward_refine(x, model.forward_warp(x), source_features=features)
                     require_finite(prediction, hint=precision_hint("fp32"))  # (the engine checks its own)
-            yield batch["index"].tolist(), to_uint8(prediction)
+            yield batch["index"].tolist(), to_uint8_truncate(prediction)
             bar.update(len(ids))
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from talkingface.config.sr import PerceptualLossConfig, PixelLossConfig, active_layers
 from talkingface.losses.vgg import VGG19Features
-from talkingface.sr_config import PerceptualLossConfig, PixelLossConfig, active_layers
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,14 @@ class GeneratorInputs:
     mouth_mask: torch.Tensor  # B x 1 x H x W, 0/1
     identity: torch.Tensor  # B x D
 
+    @classmethod
+    def from_batch(cls, batch: dict, device: torch.device | str | None = None) -> "GeneratorInputs":
+        """The model inputs of a dataset batch (talkingface.data.official's items, collated)."""
+        inputs = cls(source=batch["source"], source_line=batch["source_line"], driving_line=batch["driving_line"],
+                     driving_subset=batch["driving_subset"], mouth_mask=batch["mouth_mask"],
+                     identity=batch["identity"])
+        return inputs if device is None else inputs.to(device)
+
     def to(self, device, dtype=None) -> "GeneratorInputs":
         return GeneratorInputs(**{k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
                                   for k, v in vars(self).items()})
@@ -60,3 +68,8 @@ class MetaPortraitGenerator(nn.Module):
         elif stage != "warp":
             raise ValueError(f"unknown stage {stage!r}")
         return out
+
+
+def batch_inputs(batch: dict, device: torch.device | str) -> GeneratorInputs:
+    """`GeneratorInputs.from_batch` on `device`."""
+    return GeneratorInputs.from_batch(batch, device)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkingface.config.convert import convert_fields
 from talkingface.errors import ConfigError
 
 OFFICIAL_ARCH_NAME = "GFPGANv1Clean_UnetWindow"
@@ -114,28 +115,13 @@ class TemporalSRConfig:
         where = f" in {source}" if source else ""
         if arch != OFFICIAL_ARCH_NAME:
             raise ConfigError(f"network type {arch!r}{where} is not {OFFICIAL_ARCH_NAME}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"unknown temporal SR option(s){where}: {', '.join(unknown)}")
-        typed: dict[str, Any] = {}
-        for name, value in values.items():
-            default = getattr(cls, name)
-            if isinstance(default, bool):  # before int: bool is an int subclass
-                ok = isinstance(value, bool)
-            elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool) or (
-                    isinstance(value, float) and value.is_integer())
-                value = int(value) if ok else value
-            elif isinstance(default, float):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-                value = float(value) if ok else value
-            else:  # randomize_noise, temp_type: checked by __post_init__
-                ok = True
-            if not ok:
-                raise ConfigError(f"temporal SR option {name}{where} has the wrong type: {value!r} "
-                                  f"(expected {type(default).__name__})")
-            typed[name] = value
+        try:  # the config converter's type rules (talkingface.config.convert): e.g. an int is not 2.0
+            typed = convert_fields(cls, values, "network_g")
+        except ConfigError as e:
+            raise ConfigError(e.message + (f" (in {source})" if source and source != "network_g" else "")) from None
         return cls(**typed)
 
 

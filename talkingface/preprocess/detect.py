@@ -108,6 +108,10 @@ class FaceDetector:
         det = self.detect(image)
         return 0.0 if det is None else det.score
 
+    def count(self, image: np.ndarray) -> int:
+        """How many faces an RGB uint8 image holds."""
+        return len(self._detector.process(np.ascontiguousarray(image)).detections or ())
+
     def close(self) -> None:
         self._detector.close()
 

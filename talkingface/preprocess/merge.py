@@ -65,10 +65,10 @@ def dataset_facts(root: Path) -> tuple[str | None, int | None, int | None]:
         dim = int(np.load(ids[0], allow_pickle=False).shape[-1]) if ids else None
     size = meta.get("resolution")
     if not isinstance(size, int):
-        from PIL import Image
+        from talkingface.utils.images import image_size
 
         srcs = sorted(root.glob("src_*.png"))
-        size = Image.open(srcs[0]).width if srcs else None
+        size = image_size(srcs[0])[0] if srcs else None  # (closes the file; a damaged one is a DataError)
     return detect_scheme(root), dim, size
 
 

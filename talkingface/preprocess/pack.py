@@ -70,19 +70,23 @@ def pack_dataset(root: str | Path, out: str | Path, target_bytes: int = DEFAULT_
     with atomic_dir(out) as tmp:
         writer = ShardSetWriter(tmp, ShardIndex(scheme_name, size, identity_dim, target_bytes),
                                 lambda k: identity_record(root, k, scheme_name, identity_dim))
-        for n, frame in enumerate(frames):
-            if not writer.has_identity(frame.identity):
-                meta = read_json(root / str(frame.identity) / "meta.json") or {}
-                writer.identity_row(frame.identity, **({"source_video": meta["source_video"]}
-                                                       if "source_video" in meta else {}))
-            read_landmarks(frame.landmarks, scheme)
-            theta = frame.theta.read_bytes() if frame.theta.is_file() else None
-            writer.add_frame(frame.identity, frame.image.name, frame.image.read_bytes(),
-                             frame.image.suffix.lower().lstrip("."), frame.landmarks.read_bytes(), theta)
-            writer.rotate(boundary=n + 1 == len(frames) or frames[n + 1].identity != frame.identity)
-            if progress is not None:
-                progress(1)
-        writer.close()
+        try:
+            for n, frame in enumerate(frames):
+                if not writer.has_identity(frame.identity):
+                    meta = read_json(root / str(frame.identity) / "meta.json") or {}
+                    writer.identity_row(frame.identity, **({"source_video": meta["source_video"]}
+                                                           if "source_video" in meta else {}))
+                read_landmarks(frame.landmarks, scheme)
+                theta = frame.theta.read_bytes() if frame.theta.is_file() else None
+                writer.add_frame(frame.identity, frame.image.name, frame.image.read_bytes(),
+                                 frame.image.suffix.lower().lstrip("."), frame.landmarks.read_bytes(), theta)
+                writer.rotate(boundary=n + 1 == len(frames) or frames[n + 1].identity != frame.identity)
+                if progress is not None:
+                    progress(1)
+            writer.close()
+        except BaseException:
+            writer.abort()  # (a shard half-written on a full disk: closed now, not at garbage collection)
+            raise
         index = writer.index
     return PackResult(out, len(index.shards), index.frames, len(index.identities), sum(s.bytes for s in index.shards))
 

@@ -394,6 +394,9 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
         "frame_size": [stream.width, stream.height],
         "rotation": stream.rotation,
         "frames_decoded": result.frames_decoded,
+        # the input's own count (0: its header does not say) and, for a video, what its decoding lost
+        "frames_declared": stream.num_frames,
+        "decoding": asdict(stream.decode) if stream.decode is not None else None,
     }
     tail = {
         "input_identities": max(labels) + 1,

@@ -15,7 +15,7 @@ import numpy as np
 
 from talkingface.data.official import IMAGE_EXTENSIONS
 from talkingface.errors import DataError
-from talkingface.utils.video import VIDEO_EXTENSIONS
+from talkingface.utils.video import VIDEO_EXTENSIONS, DecodeStats
 
 
 class InputKind(enum.Enum):
@@ -118,6 +118,7 @@ class FrameStream:
     num_frames: int  # 0 when unknown
     frames: Iterator[np.ndarray]
     rotation: int = 0  # degrees counter-clockwise applied to upright the frames (phone videos)
+    decode: DecodeStats | None = None  # a video's decoding counts, filled in as `frames` ends (not for images)
 
 
 def display_rotation(path: Path) -> int:
@@ -173,9 +174,11 @@ def open_stream(item: InputItem, image_fps: float = 25.0) -> FrameStream:
     info = probe_video(item.path)
     if info.width <= 0 or info.height <= 0:
         raise DataError("video stream has no frame size (corrupt file?)", item.path)
-    rotation = display_rotation(item.path)
+    rotation, stats = display_rotation(item.path), DecodeStats()
     if rotation == 0:
-        return FrameStream(info.fps, info.width, info.height, info.num_frames, iter_frames(item.path))
+        return FrameStream(info.fps, info.width, info.height, info.num_frames, iter_frames(item.path, stats),
+                           decode=stats)
     turns = rotation // 90
     width, height = (info.height, info.width) if turns % 2 else (info.width, info.height)
-    return FrameStream(info.fps, width, height, info.num_frames, _rotated(iter_frames(item.path), turns), rotation)
+    return FrameStream(info.fps, width, height, info.num_frames, _rotated(iter_frames(item.path, stats), turns),
+                       rotation, stats)

@@ -3,7 +3,9 @@
 Layout: the official one (reference section 1) plus
     ROOT/meta.json       scheme, resolution, identity size, identities, failed inputs
     ROOT/{k}/meta.json   per identity: source video, its shots, fps, crop boxes, per-frame
-                         confidence, dropped frames (written last: it marks k as done)
+                         confidence, dropped frames, frame counts (declared by the video's
+                         header, decoded, and what decoding lost: `decoding`)
+                         (written last: it marks k as done)
 
 Each input is processed into ROOT/.staging/<token>.partial and then moved in with
 renames; an input with scene cuts may give several identities k, k+1, ... For each,
@@ -120,6 +122,8 @@ class LockedStore:
             self._open()
         except BaseException:
             self._unlock()
+            if self._created:  # e.g. a full disk: leave no folder holding only our lock behind
+                shutil.rmtree(self.root, ignore_errors=True)
             raise
         return self
 

@@ -126,9 +126,9 @@ def _enhancer(sr_ckpt: str, device, source_crop: np.ndarray, precision: str = "a
 
     from talkingface.checkpoints.sr import load_temporal_sr
     from talkingface.inference import resolve_precision
-    from talkingface.inference.sr import prepare_sr, sr_psnr_check
-    from talkingface.recipes.enhance import (InputResizedWarning, iter_planned, plan_windows, sample_clip, to_tensor,
-                                             to_uint8)
+    from talkingface.inference.sr import (InputResizedWarning, iter_planned, plan_windows, prepare_sr, sample_clip,
+                                          sr_psnr_check)
+    from talkingface.utils.images import to_tensor, to_uint8_round
 
     model = load_temporal_sr(sr_ckpt).eval().to(device)
     size = model.input_size
@@ -158,7 +158,7 @@ def _enhancer(sr_ckpt: str, device, source_crop: np.ndarray, precision: str = "a
                 yield to_tensor(crop)
 
         for frame in iter_planned(model, tensors(), plan):
-            yield to_uint8(frame)
+            yield to_uint8_round(frame)
 
     return enhance
 
@@ -181,8 +181,7 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
     from talkingface.animate.driving import driving_poses, track_driving
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
                                               prepare_engine, reference_frame, render_frames, settings_for_model)
-    from talkingface.checkpoints.official import load_generator
-    from talkingface.recipes.personalize import config_for_checkpoint
+    from talkingface.checkpoints.official import config_for_checkpoint, load_generator
     from talkingface.utils.device import resolve_device
     from talkingface.utils.video import audio_decodes, write_video
 

@@ -11,7 +11,6 @@ without them they are skipped with a message that says how to provide them.
 """
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,10 +27,12 @@ from talkingface.metrics.report import (format_summary, plot_frame_metrics, side
                                         write_summary_json)
 from talkingface.metrics.suite import EvaluationSummary, FrameEvaluator, MetricOptions, paired_frames
 from talkingface.utils.device import resolve_device
+from talkingface.utils import images
+from talkingface.utils.images import IMAGE_EXTENSIONS, list_images
+from talkingface.utils.atomic import check_writable
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video, write_video
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 FRAMES_CSV = "per_frame.csv"
 SUMMARY_JSON = "summary.json"
 PLOT_PNG = "metrics.png"
@@ -65,21 +66,8 @@ class EvaluateResult:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("no such image file", path)
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"cannot read as an image ({e})", path) from e
-
-
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+    """An image file as H x W x 3 uint8 RGB (talkingface.utils.images)."""
+    return images.read_image(path, error="cannot read as an image")
 
 
 @dataclass(frozen=True)
@@ -106,8 +94,7 @@ class FrameSequence:
 def open_frames(path: str | Path) -> FrameSequence:
     path = Path(path)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                        and not p.name.startswith(".")), key=_natural_key)
+        files = list_images(path)
         if not files:
             raise DataError(f"no frame images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder", path)
         return FrameSequence(path, tuple(files), len(files), None)
@@ -140,6 +127,7 @@ def run_evaluate(opts: EvaluateOptions) -> EvaluateResult:
     inputs = (opts.pred, opts.gt, opts.source, opts.arcface, opts.lpips_alexnet, opts.lpips_lin, opts.inception)
     for written in ("", FRAMES_CSV, SUMMARY_JSON, PLOT_PNG, SIDE_BY_SIDE):  # the folder and each report file
         refuse_overwrite(Path(opts.out) / written, inputs)
+    check_writable(Path(opts.out) / SUMMARY_JSON)  # a read-only --out fails before the scoring, not after it
     pred, gt = open_frames(opts.pred), open_frames(opts.gt)
     if pred.count is not None and gt.count is not None and pred.count != gt.count:
         raise DataError(f"frame counts differ: the prediction {pred.path} has {pred.count} frames, "

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from talkingface.checkpoints.official import checkpoint_meta, load_generator, read_checkpoint, save_checkpoint
+from talkingface.checkpoints.official import (checkpoint_meta, config_for_checkpoint, load_generator, read_checkpoint,
+                                              save_checkpoint)
 from talkingface.errors import CheckpointError, TalkingFaceError
 from talkingface.utils.paths import refuse_overwrite
 
@@ -28,8 +29,6 @@ class ExportResult:
 
 
 def export_generator(ckpt: str, out: str, config: str | None = None) -> ExportResult:
-    from talkingface.recipes.personalize import config_for_checkpoint
-
     src, dst = Path(ckpt), Path(out)
     refuse_overwrite(dst, src, config)
     cfg = config_for_checkpoint(str(src), config)
@@ -54,7 +53,6 @@ def _epoch(ckpt: dict, path: Path) -> int:
 def export_onnx_graphs(ckpt: str, out: str, config: str | None = None) -> OnnxExport:
     """The checkpoint's generator as ONNX graphs: OUT.onnx (per frame) and OUT.encoder.onnx."""
     from talkingface.inference.onnx import encoder_path, export_onnx, require_extra
-    from talkingface.recipes.personalize import config_for_checkpoint
 
     src, dst = Path(ckpt), Path(out)
     if dst.suffix != ".onnx":

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,15 +28,16 @@ from tqdm import tqdm
 
 from talkingface.checkpoints.official import OFFICIAL_CKPT_HINT, load_generator
 from talkingface.config import load_config
-from talkingface.data.official import OfficialDataset
+from talkingface.data.official import OfficialDataset, open_dataset
 from talkingface.errors import CheckpointError, TalkingFaceError
 from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
-from talkingface.inference.reconstruct import batch_inputs, iter_reconstruct, open_dataset
+from talkingface.inference.reconstruct import iter_reconstruct
+from talkingface.models.generator import batch_inputs
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.atomic import atomic_dir, atomic_path
 from talkingface.utils.device import resolve_device
+from talkingface.utils.images import save_png
 from talkingface.utils.paths import refuse_overwrite
-from talkingface.utils.png import save_png
 from talkingface.utils.video import write_video
 
 # Batching changes a few pixels by one grey level (other conv algorithms), so fp32 keeps
@@ -112,6 +113,24 @@ def run_inference(opts: InferOptions) -> InferResult:
 
     # One result: the video (if any) and the PNG folder are renamed into place only once every
     # frame is written, the folder first (the inner context), then the video.
+    created = not save_dir.exists()
+    try:
+        _write_result(opts, frames, video, frames_dir)
+    except BaseException:
+        if created and save_dir.is_dir() and not any(save_dir.iterdir()):  # a failed run leaves no empty folder
+            save_dir.rmdir()
+        raise
+    if opts.evaluate:
+        evaluate_reconstruction(dataset, frames_dir, save_dir / "eval")
+    result = InferResult(count, frames_dir, video, time.perf_counter() - start)
+    print(f"Wrote {count} frames to {frames_dir}" + (f" and {video}" if video else "")
+          + f" in {result.seconds:.1f} s")
+    return result
+
+
+def _write_result(opts: InferOptions, frames: Callable[[Path], Iterator[np.ndarray]], video: Path | None,
+                  frames_dir: Path) -> None:
+    """The PNG folder and the video, each renamed into place once every frame is written."""
     with contextlib.ExitStack() as stack:
         tmp_video = stack.enter_context(atomic_path(video)) if video is not None else None
         tmp_dir = stack.enter_context(atomic_dir(frames_dir))
@@ -123,15 +142,8 @@ def run_inference(opts: InferOptions) -> InferResult:
                     pass
         except BaseException as e:
             if opts.keep_partial:
-                _keep_partial(tmp_dir, frames_dir, count, e)
+                _keep_partial(tmp_dir, frames_dir, sum(1 for _ in tmp_dir.glob("*.png")), e)
             raise
-    if opts.evaluate:
-        evaluate_reconstruction(dataset, frames_dir, save_dir / "eval")
-    result = InferResult(count, frames_dir, video, time.perf_counter() - start)
-    print(f"Wrote {count} frames to {frames_dir}" + (f" and {video}" if video else "")
-          + f" in {result.seconds:.1f} s")
-    return result
-
 
 def _keep_partial(tmp_dir: Path, frames_dir: Path, count: int, error: BaseException) -> None:
     """Rename the unfinished PNG folder to <frames_dir>.partial and say so in the error's line."""
@@ -156,8 +168,10 @@ def evaluate_reconstruction(dataset: OfficialDataset, frames_dir: Path, report_d
 
     evaluator = FrameEvaluator()
     for frame in tqdm(dataset.frames, unit="frame", desc="evaluate", dynamic_ncols=True):
-        pred = np.asarray(Image.open(frames_dir / frame.output_name).convert("RGB"))
-        gt = np.asarray(Image.open(frame.image).convert("RGB").resize(pred.shape[1::-1], Image.BICUBIC))
+        with Image.open(frames_dir / frame.output_name) as im:
+            pred = np.asarray(im.convert("RGB"))
+        with Image.open(frame.image) as im:
+            gt = np.asarray(im.convert("RGB").resize(pred.shape[1::-1], Image.BICUBIC))
         evaluator.add(pred, gt)
     result = evaluator.finish()
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from talkingface.config import Config
 from talkingface.data.official import OfficialDataset
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.metrics.motion import landmark_flow_error
-from talkingface.inference.reconstruct import batch_inputs
+from talkingface.models.generator import batch_inputs
 
 
 @dataclass

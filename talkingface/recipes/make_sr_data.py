@@ -32,11 +32,10 @@ import numpy as np
 from tqdm import tqdm
 
 from talkingface.data.official import Frame, read_source_map, scan_frames
-from talkingface.data.sr_clips import image_size, read_rgb
 from talkingface.errors import CheckpointError, DataError, TalkingFaceError
 from talkingface.utils.atomic import atomic_path
 from talkingface.utils.paths import refuse_overwrite
-from talkingface.utils.png import save_png
+from talkingface.utils.images import image_size, read_image, save_png
 
 MANIFEST = "sr_data.json"
 
@@ -95,7 +94,7 @@ def _write_gt(frame: Frame, target: Path, side: int) -> None:
         with atomic_path(target) as tmp:
             shutil.copyfile(frame.image, tmp)
     else:
-        save_png(target, read_rgb(frame.image))
+        save_png(target, read_image(frame.image))
 
 
 def list_frames(root: Path) -> list[Frame]:
@@ -196,6 +195,7 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
     pending = [i for i, f in enumerate(frames) if not all(p.is_file() for p in _targets(out, f))]
     if len(pending) < len(frames):
         print(f"{len(frames) - len(pending)} of {len(frames)} pairs already in {out}; making the other {len(pending)}")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
 
     def write_pair(frame: Frame, lq: np.ndarray) -> None:
@@ -205,17 +205,15 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
         _write_gt(frame, gt_path, gt_side)  # GT first: a pair counts as done once its LQ exists too
         save_png(lq_path, lq)
 
-    if pending and mode == "base-model":
-        _base_model_pairs(opts, cfg, root, frames, pending, write_pair)
-    elif pending:
-        clip_params: dict[str, ClipDegradation] = {}
-        for i in tqdm(pending, unit="frame", desc="make-sr-data", dynamic_ncols=True):
-            frame = frames[i]
-            clip = _clip_name(frame)
-            if clip not in clip_params:
-                clip_params[clip] = ClipDegradation.draw(opts.degradation, _rng(opts.seed, clip))
-            gt = read_rgb(frame.image, (gt_side, gt_side))
-            write_pair(frame, degrade(gt, lq_side, clip_params[clip], _rng(opts.seed, clip, frame.image.name)))
+    try:
+        if pending and mode == "base-model":
+            _base_model_pairs(opts, cfg, root, frames, pending, write_pair)
+        elif pending:
+            _degraded_pairs(opts, frames, pending, lq_side, gt_side, write_pair)
+    except BaseException:
+        if created and not any(p.is_file() for p in out.rglob("*")):  # failed before the first pair: no folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
     clips = sorted({_clip_name(f) for f in frames})
     manifest = {"mode": mode, "source": str(root), "ckpt": opts.ckpt, "config": opts.config, "seed": opts.seed,
@@ -231,6 +229,18 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
     return result
 
 
+def _degraded_pairs(opts: MakeSRDataOptions, frames: list[Frame], pending: list[int], lq_side: int, gt_side: int,
+                    write_pair) -> None:
+    """LQ = a seeded degradation of each pending GT frame (blur, downscale, noise, JPEG)."""
+    clip_params: dict[str, ClipDegradation] = {}
+    for i in tqdm(pending, unit="frame", desc="make-sr-data", dynamic_ncols=True):
+        frame = frames[i]
+        clip = _clip_name(frame)
+        if clip not in clip_params:
+            clip_params[clip] = ClipDegradation.draw(opts.degradation, _rng(opts.seed, clip))
+        gt = read_image(frame.image, (gt_side, gt_side))
+        write_pair(frame, degrade(gt, lq_side, clip_params[clip], _rng(opts.seed, clip, frame.image.name)))
+
 def _base_model_pairs(opts: MakeSRDataOptions, cfg, root: Path, frames: list[Frame], pending: list[int],
                       write_pair) -> None:
     """Self-reconstruction of the pending frames by the base model, each paired with its GT."""
@@ -238,7 +248,8 @@ def _base_model_pairs(opts: MakeSRDataOptions, cfg, root: Path, frames: list[Fra
 
     from talkingface.checkpoints.official import load_generator
     from talkingface.models.layers import fold_spectral_norm
-    from talkingface.inference.reconstruct import open_dataset, reconstruct
+    from talkingface.inference.reconstruct import reconstruct
+    from talkingface.data.official import open_dataset
     from talkingface.utils.device import resolve_device
 
     device = resolve_device(opts.device)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from tqdm import tqdm
 
 from talkingface.checkpoints.official import (
@@ -31,13 +30,13 @@ from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.build import build_discriminator, build_generator
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.training.adaptation import AdaptSettings, adapt
-from talkingface.training.checkpointing import checkpoint_name, remove_partials
-from talkingface.training.common import find_resume, gather_rng, load_vgg, mixed_precision_dtype, seed_everything
+from talkingface.training.checkpointing import checkpoint_name, find_resume, remove_partials
+from talkingface.training.common import gather_rng, load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.training.distributed import DistInfo, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
+from talkingface.training.runs import discard_if_unfinished, run_folder, write_run_record
 from talkingface.training.state import restore_rng
-from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
 from talkingface.utils.paths import refuse_overwrite
 
@@ -99,7 +98,8 @@ def run_meta_training(opts: MetaTrainOptions) -> MetaTrainResult:
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     try:
-        return _meta_train(cfg, opts, device, info)
+        with discard_if_unfinished():  # a run failing before its first checkpoint leaves no folder
+            return _meta_train(cfg, opts, device, info)
     finally:
         shutdown_distributed()
 
@@ -109,6 +109,7 @@ def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info:
     out_dir = Path(opts.out_dir or Path("saved") / "ckpt_meta_train" / cfg.general.exp_name)
     refuse_overwrite(out_dir, opts.ckpt, opts.config, opts.data_root,
                      None if opts.resume in (None, "auto") else opts.resume)
+    out_dir = run_folder(out_dir, opts.out_dir is not None, opts.resume, info)
     use_gan = t.loss_weights.generator_gan != 0
     blocks = cfg.model.generator.spade_num_blocks
 
@@ -167,8 +168,8 @@ def _meta_train(cfg: Config, opts: MetaTrainOptions, device: torch.device, info:
         if main:
             print(f"Resuming from {path}: epoch {epoch}, iteration {iteration}")
     if main:
-        with atomic_path(out_dir / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_run_record(out_dir, cfg.to_dict(), opts, opts.data_root or d.data_block().root,
+                         None if resume is None else resume[0])
 
     criterion = MetaPortraitLoss(t.loss_weights, t.scales, vgg, cfg.model.common.num_channels,
                                  discriminator.spec.scales).to(device)

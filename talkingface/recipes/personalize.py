@@ -19,24 +19,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from talkingface.checkpoints.official import (checkpoint_meta, generator_state, load_generator, read_checkpoint,
-                                              save_checkpoint)
-from talkingface.config import Config, load_config, parse_config
+from talkingface.checkpoints.official import config_for_checkpoint, load_generator, save_checkpoint
+from talkingface.config import Config
 from talkingface.data.official import OfficialDataset
 from talkingface.data.shard_reader import open_frames
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.metaportrait import MetaPortraitLoss
-from talkingface.inference.reconstruct import batch_inputs
+from talkingface.models.generator import batch_inputs
 from talkingface.training.adaptation import AdaptSettings, adapt
 from talkingface.training.common import load_vgg, mixed_precision_dtype, seed_everything
-from talkingface.utils.atomic import atomic_path
+from talkingface.utils.atomic import atomic_path, check_writable
 from talkingface.utils.device import resolve_device
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import VIDEO_EXTENSIONS
-
-DEFAULT_OFFICIAL_CONFIG = (Path(__file__).resolve().parents[1] / "properties" / "model" /
-                           "meta_portrait_base_config" / "meta_portrait_256_eval.yaml")
 
 
 @dataclass
@@ -66,18 +62,6 @@ class PersonalizeResult:
     steps: int
     curve_csv: Path
     curve_png: Path
-
-
-def config_for_checkpoint(ckpt_path: str, explicit: str | None) -> Config:
-    """The config a checkpoint was trained with (stored in files we write), unless one is given."""
-    ckpt = read_checkpoint(ckpt_path)
-    generator_state(ckpt, ckpt_path)  # what the file is (no generator, a super-resolution model) before its config
-    meta = checkpoint_meta(ckpt, ckpt_path)
-    if explicit:
-        return load_config(explicit)
-    if meta.config is not None:
-        return parse_config(meta.config, f"{ckpt_path} (stored config)")
-    return load_config(DEFAULT_OFFICIAL_CONFIG)
 
 
 def heldout_indices(count: int, holdout: int) -> list[int]:
@@ -148,6 +132,7 @@ def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
         out.name.split(".")[0] + "_loss.png")
     for written in (out, curve_csv, curve_png):
         refuse_overwrite(written, opts.ckpt, opts.data, opts.config)
+    check_writable(out)  # a read-only --out fails before the fine-tuning, not after it
     cfg = config_for_checkpoint(opts.ckpt, opts.config)
     device = resolve_device(opts.device)
     seed_everything(opts.seed)
@@ -190,12 +175,10 @@ def _write_curve(csv_path: Path, png_path: Path, history: list[dict[str, float]]
             writer.writerow(["step", "total", *names])
             for i, h in enumerate(history, 1):
                 writer.writerow([i, sum(h.values()), *(h.get(n, "") for n in names)])
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     steps = np.arange(1, len(history) + 1)
     ax.plot(steps, [sum(h.values()) for h in history], label="total", linewidth=2)
     for n in names:
@@ -208,4 +191,3 @@ def _write_curve(csv_path: Path, png_path: Path, history: list[dict[str, float]]
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

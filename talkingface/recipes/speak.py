@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -113,8 +114,7 @@ def _track_file(stack: contextlib.ExitStack, path: Path | None, frames: int):
 def run_speak(opts: SpeakOptions) -> SpeakResult:
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
                                               prepare_engine, render_frames, settings_for_model)
-    from talkingface.checkpoints.official import load_generator
-    from talkingface.recipes.personalize import config_for_checkpoint
+    from talkingface.checkpoints.official import config_for_checkpoint, load_generator
     from talkingface.speech.align import SAMPLE_RATE, SILENCE, align_speech
     from talkingface.speech.espeak import synthesize
     from talkingface.speech.track import SpeechTrack, TrackSettings
@@ -133,7 +133,9 @@ def run_speak(opts: SpeakOptions) -> SpeakResult:
             audio_path, transcript = synthesize(opts.text, Path(work) / "speech.wav", opts.voice), opts.text
         else:
             audio_path, transcript = Path(opts.audio), opts.transcript
-        samples = read_audio(audio_path, SAMPLE_RATE)  # an unreadable file fails here, naming it
+        read_notes: list = []  # a damaged audio file is said once: by the mux below, which says more
+        with _held_damage_warnings(read_notes):
+            samples = read_audio(audio_path, SAMPLE_RATE)  # an unreadable file fails here, naming it
         if len(samples) == 0:
             raise DataError("the audio is empty (no samples)", audio_path)
         source = load_source(source_path, settings)  # a source without a face fails here
@@ -170,7 +172,11 @@ def run_speak(opts: SpeakOptions) -> SpeakResult:
                         yield frame
 
             rendering = time.perf_counter()
-            count = write_video(out, counted(), opts.fps, audio_from=audio_path)
+            mux_notes: list = []
+            with _held_damage_warnings(mux_notes):
+                count = write_video(out, counted(), opts.fps, audio_from=audio_path)
+            for note in mux_notes or read_notes:
+                warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
             render_seconds = time.perf_counter() - rendering
             if writer is not None:
                 writer.close(source_landmarks=source.box.to_frame(source.points).astype(np.float32),
@@ -187,3 +193,19 @@ def run_speak(opts: SpeakOptions) -> SpeakResult:
           f"({alignment.duration:.2f} s)" + (f", landmarks in {landmarks_path}" if landmarks_path else "")
           + f", in {result.seconds:.1f} s")
     return result
+
+
+@contextlib.contextmanager
+def _held_damage_warnings(held: list) -> Iterator[None]:
+    """Keep the block's DamagedVideoWarnings in `held` (for the caller to say once); others pass on."""
+    from talkingface.utils.video import DamagedVideoWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            others = [w for w in caught if not issubclass(w.category, DamagedVideoWarning)]
+            held.extend(w for w in caught if issubclass(w.category, DamagedVideoWarning))
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

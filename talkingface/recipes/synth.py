@@ -16,12 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_landmarks, detect_mesh, image_identity,
-                                        landmarks_for_scheme, write_synthetic_dataset)
+from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_mesh, image_identity, landmarks_for_scheme,
+                                        write_synthetic_dataset)
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.preprocess.portrait import detect_landmarks
+from talkingface.utils.images import read_image
 from talkingface.utils.paths import refuse_overwrite
 
 # Preprocessing's crop (VideoSettings.crop_expand / crop_offset_y, the reference's values),
@@ -54,19 +55,6 @@ class SynthResult:
     frames: int
     video: Path | None
     seconds: float
-
-
-def read_portrait(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8, upright per its EXIF orientation."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("no such image file", path)
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read image ({e})", path) from None
 
 
 def crop_face(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +109,8 @@ def run_synth(opts: SynthOptions) -> SynthResult:
     turns = spec.max_yaw_deg > 0 or spec.max_pitch_deg > 0
     portraits, mesh_points, meshes = [], [], []
     for path in opts.portraits:
-        image = read_portrait(path)
+        image = read_image(path)
+        _say_if_several_faces(image, path)
         if turns:
             crop, mesh = crop_mesh(image, detect_mesh(image, path), opts.size)
             points = mesh[:, :2]
@@ -153,3 +142,16 @@ def run_synth(opts: SynthOptions) -> SynthResult:
         print(f"Preview: {video}")
     return SynthResult(root=root, identities=len(clips), frames=total, video=video,
                        seconds=time.perf_counter() - start)
+
+
+def _say_if_several_faces(image: np.ndarray, path) -> None:
+    """One warning naming a portrait with more than one face (Face Mesh then takes its most confident)."""
+    import warnings
+
+    from talkingface.preprocess.detect import FaceDetector
+
+    with FaceDetector(full_range=True, min_confidence=0.5) as detector:
+        faces = detector.count(image)
+    if faces > 1:
+        warnings.warn(f"{path}: {faces} faces in the portrait; using the most confident one (crop the portrait "
+                      f"to choose)", UserWarning, stacklevel=2)

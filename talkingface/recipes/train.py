@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -28,17 +27,16 @@ from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.identity import IdentityLoss
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.build import build_discriminator, build_generator
-from talkingface.inference.reconstruct import batch_inputs
-from talkingface.training.state import restore_rng
-from talkingface.training.validation import pick_frames, validate
-from talkingface.training.checkpointing import checkpoint_name, remove_partials
+from talkingface.models.generator import batch_inputs
 from talkingface.training.batches import BatchSettings, training_batches
-from talkingface.training.common import (autocast, find_resume, gather_rng, load_vgg, mixed_precision_dtype,
-                                         seed_everything)
+from talkingface.training.checkpointing import checkpoint_name, find_resume, remove_partials
+from talkingface.training.common import autocast, gather_rng, load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
-from talkingface.utils.atomic import atomic_path
+from talkingface.training.runs import discard_if_unfinished, run_folder, write_run_record
+from talkingface.training.state import restore_rng
+from talkingface.training.validation import pick_frames, validate
 from talkingface.utils.device import resolve_device
 from talkingface.utils.paths import refuse_overwrite
 
@@ -102,7 +100,8 @@ def run_training(opts: TrainOptions) -> TrainResult:
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     try:
-        return _train(cfg, opts, device, dist_info)
+        with discard_if_unfinished():  # a run failing before its first checkpoint leaves no folder
+            return _train(cfg, opts, device, dist_info)
     finally:
         shutdown_distributed()
 
@@ -117,6 +116,7 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
     warp_ckpt = (opts.warp_ckpt or cfg.model.warp_ckpt) if full else None
     refuse_overwrite(out_dir, opts.init_ckpt, warp_ckpt, opts.config, opts.data_root, opts.val_data,
                      None if opts.resume in (None, "auto") else opts.resume)
+    out_dir = run_folder(out_dir, opts.out_dir is not None, opts.resume, dist_info)
     if warp_ckpt and not Path(warp_ckpt).is_file():
         raise CheckpointError("warp checkpoint (model.warp_ckpt / --warp-ckpt) not found", warp_ckpt)
     if opts.init_ckpt and not Path(opts.init_ckpt).is_file():
@@ -190,8 +190,8 @@ def _train(cfg: Config, opts: TrainOptions, device: torch.device, dist_info: Dis
         if main:
             print(f"Resuming from {path}: epoch {epoch}, iteration {iteration}")
     if main:
-        with atomic_path(out_dir / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_run_record(out_dir, cfg.to_dict(), opts, opts.data_root or cfg.dataset.data_block().root,
+                         None if resume is None else resume[0])
 
     g_model = DDP(generator, find_unused_parameters=not full) if dist_info.enabled else generator
     d_model = DDP(discriminator) if dist_info.enabled and full else discriminator

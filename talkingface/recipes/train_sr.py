@@ -1,4 +1,4 @@
-"""Temporal super-resolution training (reference section 5), its validation, and the seed entry.
+"""Temporal super-resolution training (reference section 5): `talkingface train-sr`.
 
 One loop, readable top to bottom; per iteration:
   lr from the cosine schedule -> the network on a batch of LQ clips -> L1 + VGG19
@@ -14,15 +14,15 @@ iteration, data position, every rank's RNG) under the extra key "resume". They a
 written atomically as <run>/net_g_<iteration>.pth and read back with
 torch.load(weights_only=True). `torchrun` runs the loop on many processes (DDP; gloo
 on CPU, NCCL on GPU); rank 0 logs, validates and saves.
+
+Set-up (clips, networks, schedule, EMA) is talkingface.training.sr_setup; validation
+talkingface.training.sr_validation; the seed's --task Test talkingface.recipes.sr_eval;
+the seed's `--model=metaportraitsr` adapter talkingface.seed_cli.
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import json
 import math
 import random
-import re
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -31,38 +31,30 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from talkingface.checkpoints.official import read_checkpoint
-from talkingface.checkpoints.sr import (META_KEY, check_sr_state, config_from_checkpoint, init_from_gfpgan_v13,
-                                        is_temporal_key, load_temporal_sr, read_sr_weights, save_temporal_sr)
-from talkingface.data.sr_clips import SRClip, SRClipDataset, iter_clip_frames, scan_sr_clips, to_tensor
+from talkingface.checkpoints.sr import META_KEY, config_from_checkpoint, save_temporal_sr
+from talkingface.config.sr import (SRConfig, TrainDataConfig, ValConfig, ValDataConfig, load_sr_config,
+                                   validate_sr_config)
+from talkingface.data.sr_clips import SRClip, SRClipDataset
 from talkingface.errors import CheckpointError, ConfigError, DataError, TalkingFaceError
 from talkingface.losses.sr import SRLoss
-from talkingface.metrics.image import PSNR_CAP_DB, psnr, ssim
 from talkingface.models.temporal_sr import TemporalSRNet
-from talkingface.sr_config import (METRIC_TYPES, ClipFolders, SchedulerConfig, SRConfig, TrainDataConfig, ValConfig,
-                                   ValDataConfig, load_sr_config, validate_sr_config)
-from talkingface.training.checkpointing import remove_partials
+from talkingface.training.checkpointing import find_resume, list_sr_checkpoints, remove_partials
 from talkingface.training.common import autocast, gather_rng, load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.training.distributed import DistInfo, any_rank, init_distributed, mean_over_ranks, shutdown_distributed
 from talkingface.training.logging import TrainLogger
+from talkingface.training.sr_setup import (build_networks, freeze_untrained, load_checked, open_clips, param_groups,
+                                           scheduled_lr, update_ema, with_roots)
+from talkingface.training.sr_validation import evaluate_clips, load_lpips
+from talkingface.training.runs import discard_if_unfinished, run_folder, write_run_record
 from talkingface.training.state import restore_rng
-from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
 from talkingface.utils.paths import refuse_overwrite
-from talkingface.utils.png import save_png
-
-CKPT_NAME = re.compile(r"^net_g_(\d+)\.pth$")
-GFPGAN_HINT = ("download GFPGANv1.3.pth (the GFPGAN v1.3 release, github.com/TencentARC/GFPGAN) and point "
-               "network_g.GFPGANv1_load_path (or --init-ckpt) at it; set GFPGANv1_load_path: ~ to train from "
-               "random weights instead")
-# Never trained: the forward pass does not use the auxiliary RGB heads (kept for checkpoint compatibility).
-UNUSED_PREFIXES = ("toRGB.",)
 
 
+# --------------------------------------------------------------------------- options
 class SRTrainingError(TalkingFaceError):
     """Training cannot go on (e.g. the loss kept being NaN)."""
 
@@ -107,14 +99,6 @@ class SRTrainResult:
 
 
 # --------------------------------------------------------------------------- set-up
-def _roots(block: ClipFolders, root: str | None) -> ClipFolders:
-    """A --data-root override: both roots there, in the make-sr-data layout unless prefixes are set."""
-    if root is None:
-        return block
-    return replace(block, dataroot_lq=root, dataroot_gt=root, lq_temp=None, gt_temp=None,
-                   lq_prefix=block.lq_prefix or "lq", gt_prefix=block.gt_prefix or "gt")
-
-
 def apply_overrides(cfg: SRConfig, opts: SRTrainOptions) -> SRConfig:
     t, log, data = cfg.train, cfg.logger, cfg.datasets
     if opts.total_iter is not None:
@@ -131,7 +115,7 @@ def apply_overrides(cfg: SRConfig, opts: SRTrainOptions) -> SRConfig:
     train = data.train
     if train is None and opts.data_root is None:
         raise ConfigError("the config has no datasets.train section; give the data with --data")
-    train = _roots(train or TrainDataConfig(gt_size=cfg.network_g.out_size), opts.data_root)
+    train = with_roots(train or TrainDataConfig(gt_size=cfg.network_g.out_size), opts.data_root)
     if opts.batch_size is not None:
         train = replace(train, batch_size_per_gpu=opts.batch_size)
     if opts.num_workers is not None:
@@ -140,241 +124,16 @@ def apply_overrides(cfg: SRConfig, opts: SRTrainOptions) -> SRConfig:
     if opts.no_val:
         val_data, val = None, None
     elif opts.val_root is not None:
-        val_data = _roots(val_data or ValDataConfig(), opts.val_root)
+        val_data = with_roots(val_data or ValDataConfig(), opts.val_root)
         val = val or ValConfig()
     elif (opts.data_root is not None and val_data is not None and data.train is not None
           and (val_data.dataroot_lq, val_data.dataroot_gt) == (data.train.dataroot_lq, data.train.dataroot_gt)):
-        val_data = _roots(val_data, opts.data_root)  # the config validates on its training clips: so does --data
+        val_data = with_roots(val_data, opts.data_root)  # the config validates on its training clips: so does --data
     if val is not None and opts.val_every:
         val = replace(val, val_freq=opts.val_every)
     cfg = replace(cfg, train=t, logger=log, datasets=replace(data, train=train, val=val_data), val=val)
     validate_sr_config(cfg)
     return cfg
-
-
-def open_clips(block: ClipFolders, gt_side: int, where: str, need_gt: bool) -> list[SRClip]:
-    lq_prefix, gt_prefix = block.prefixes(where)
-    gt_root = block.dataroot_gt
-    if block.dataroot_lq is None:
-        raise ConfigError(f"{where}.dataroot_lq is not set; give the clips with --data")
-    if need_gt and gt_root is None:
-        raise ConfigError(f"{where}.dataroot_gt is not set; training needs ground truth")
-    return scan_sr_clips(block.dataroot_lq, gt_root, lq_prefix, gt_prefix, scale=2, gt_side=gt_side)
-
-
-def freeze_untrained(model: TemporalSRNet, cfg: SRConfig) -> list[str]:
-    """requires_grad False on the decoder (fix_decoder), opt_rm_param matches and unused heads; their names."""
-    frozen = []
-    for name, p in model.named_parameters():
-        if ((cfg.network_g.fix_decoder and name.startswith("stylegan_decoder."))
-                or any(k in name for k in cfg.train.opt_rm_param) or name.startswith(UNUSED_PREFIXES)):
-            p.requires_grad_(False)
-        if not p.requires_grad:
-            frozen.append(name)
-    return frozen
-
-
-def param_groups(model: TemporalSRNet, lr: float, recurrent_lr_mul: float) -> list[dict]:
-    """The reference's groups: decoder-side temporal blocks at lr x recurrent_lr_mul, the rest at lr."""
-    normal = [p for n, p in model.named_parameters() if p.requires_grad and "recurrent" not in n]
-    recurrent = [p for n, p in model.named_parameters() if p.requires_grad and "recurrent" in n]
-    groups = [{"params": normal, "lr": lr, "initial_lr": lr, "name": "net"}]
-    if recurrent:
-        groups.append({"params": recurrent, "lr": lr * recurrent_lr_mul, "initial_lr": lr * recurrent_lr_mul,
-                       "name": "recurrent"})
-    return groups
-
-
-def scheduled_lr(iteration: int, base: float, sched: SchedulerConfig, warmup_iter: int = -1) -> float:
-    """The lr of 1-based `iteration`: linear warm-up, then cosine from base to eta_min over each
-    period, restarting at restart_weight x base (BasicSR's CosineAnnealingRestartLR, stepped per iteration)."""
-    if warmup_iter > 0 and iteration < warmup_iter:
-        return base * iteration / warmup_iter
-    start = 0
-    for period, weight in zip(sched.periods, sched.restart_weights):
-        if iteration <= start + period:
-            progress = (iteration - start) / period
-            return sched.eta_min + weight * 0.5 * (base - sched.eta_min) * (1 + math.cos(math.pi * progress))
-        start += period
-    return sched.eta_min
-
-
-@torch.no_grad()
-def update_ema(ema: TemporalSRNet, model: TemporalSRNet, decay: float) -> None:
-    """ema = decay * ema + (1 - decay) * weights, for the trained parameters (the others never change)."""
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        if pm.requires_grad:
-            pe.lerp_(pm.detach(), 1.0 - decay)
-
-
-def _load_checked(net: TemporalSRNet, sd: object, path: str | Path, what: str) -> None:
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"has no {what!r} weights", path)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    expected = net.state_dict()
-    check_sr_state(expected, sd, path)
-    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in sd.items()})
-
-
-def build_networks(cfg: SRConfig, init_ckpt: str | None, main: bool) -> tuple[TemporalSRNet, TemporalSRNet, str]:
-    """(network, its EMA copy, where the weights came from), as the reference starts.
-
-    A temporal SR checkpoint (`--init-ckpt` or path.pretrain_network_g) gives both weight
-    sets (params_ema, when present, for the EMA); a GFPGANv1.3 file (it has no temporal
-    blocks; network_g.GFPGANv1_load_path, or the same flags) gives both the same
-    weights, with the temporal blocks at their identity init; else random weights.
-    """
-    source = init_ckpt or cfg.path.pretrain_network_g
-    gfpgan = cfg.gfpgan_init
-    which = cfg.path.param_key_g or "auto"
-    if source:
-        sd, _, ckpt = read_sr_weights(source, which)  # type: ignore[arg-type]
-        if not any(is_temporal_key(k) for k in sd):  # GFPGANv1.3-style: no temporal blocks
-            source, gfpgan = None, source
-        else:
-            # As BasicSR: the raw weights from `params` (or param_key_g), the EMA from `params_ema`.
-            raw_key = cfg.path.param_key_g or ("params" if isinstance(ckpt.get("params"), dict) else "params_ema")
-            model = TemporalSRNet(cfg.network_g)
-            _load_checked(model, ckpt.get(raw_key), source, raw_key)
-            ema = copy.deepcopy(model)
-            if isinstance(ckpt.get("params_ema"), dict):
-                _load_checked(ema, ckpt["params_ema"], source, "params_ema")
-            return model, ema, f"temporal SR weights {source}"
-    if gfpgan:
-        if not Path(gfpgan).is_file():
-            raise CheckpointError(f"GFPGANv1.3 weights not found; {GFPGAN_HINT}", gfpgan)
-        model = init_from_gfpgan_v13(gfpgan, cfg.network_g, which=which)  # type: ignore[arg-type]
-        origin = f"GFPGANv1.3 weights {gfpgan} (temporal blocks at their identity init)"
-    else:
-        model = TemporalSRNet(cfg.network_g)
-        origin = "random weights"
-        if main:
-            warnings.warn("no GFPGANv1.3 initialisation (network_g.GFPGANv1_load_path): training from random "
-                          "weights; the reference starts from GFPGANv1.3")
-    if cfg.decoder_init:
-        sd, _, _ = read_sr_weights(cfg.decoder_init, "auto")
-        try:
-            model.stylegan_decoder.load_state_dict(sd)
-        except RuntimeError as e:
-            raise CheckpointError(f"not StyleGAN2 decoder weights for this network ({str(e).splitlines()[0]})",
-                                  cfg.decoder_init) from None
-        origin += f", decoder from {cfg.decoder_init}"
-    return model, copy.deepcopy(model), origin
-
-
-def list_sr_checkpoints(folder: Path) -> list[Path]:
-    found = [(int(m[1]), p) for p in folder.glob("net_g_*.pth") if (m := CKPT_NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def find_sr_resume(resume: str | None, out_dir: Path) -> tuple[Path, dict] | None:
-    """None, or (path, checkpoint) for `resume` = a path or 'auto' (the newest resumable in out_dir)."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        for path in reversed(list_sr_checkpoints(out_dir) if out_dir.is_dir() else []):
-            try:
-                ckpt = read_checkpoint(path)
-            except CheckpointError as e:
-                warnings.warn(f"skipping unreadable checkpoint: {e}")
-                continue
-            if "resume" in ckpt:
-                return path, ckpt
-        return None
-    ckpt = read_checkpoint(resume)
-    if not isinstance(ckpt.get("resume"), dict):
-        raise CheckpointError("has no resume state (only checkpoints written by train-sr can be resumed)", resume)
-    return Path(resume), ckpt
-
-
-# --------------------------------------------------------------------------- validation
-@dataclass
-class ClipScorer:
-    """Streams (prediction, ground truth) frame pairs of one clip into the configured metrics."""
-
-    metrics: dict[str, object]  # name -> MetricConfig
-    lpips: object | None = None  # a loaded LpipsMetric, or None (LPIPS skipped)
-    values: dict[str, list[float]] = field(default_factory=dict)
-    _prev: tuple[np.ndarray, np.ndarray] | None = None
-    _count: int = 0
-
-    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        from talkingface.metrics.temporal import consistent_flow, pair_warping_error
-
-        for name, m in self.metrics.items():
-            kind = METRIC_TYPES[m.type]
-            b = m.crop_border
-            p, g = (pred[b:-b, b:-b], gt[b:-b, b:-b]) if b else (pred, gt)
-            if kind == "psnr":
-                value = min(psnr(p, g), PSNR_CAP_DB)
-            elif kind == "ssim":
-                value = ssim(p, g)
-            elif kind == "lpips":
-                if self.lpips is None:
-                    continue
-                value = float(self.lpips.distances(p[None], g[None])[0])
-            else:  # warp_error, from the previous frame (none for the first)
-                if self._prev is None or (m.frame_limit is not None and self._count >= m.frame_limit):
-                    continue
-                pp, gp = self._prev
-                pp, gp = (pp[b:-b, b:-b], gp[b:-b, b:-b]) if b else (pp, gp)
-                value = pair_warping_error(pp, p, consistent_flow(gp, g))
-            self.values.setdefault(name, []).append(value)
-        self._prev = (pred, gt)
-        self._count += 1
-
-    def means(self) -> dict[str, float]:
-        return {name: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for name, v in self.values.items()}
-
-
-def load_lpips(metrics: dict, alexnet: str | None, lin: str | None, device: torch.device):
-    """The LPIPS network when a metric asks for it and its weights are found; else None, said once."""
-    if not any(METRIC_TYPES[m.type] == "lpips" for m in metrics.values()):
-        return None
-    from talkingface.metrics.lpips import LpipsMetric, find_lpips_weights
-
-    weights, why = find_lpips_weights(alexnet, lin)
-    if weights is None:
-        print(why)
-        return None
-    return LpipsMetric(weights, device)
-
-
-def evaluate_clips(model: TemporalSRNet, clips: list[SRClip], val: ValConfig, limit: int | None,
-                   lpips=None, save_dir: Path | None = None, batch_size: int = 1, desc: str = "validate",
-                   show_progress: bool = True) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Super-resolve each clip (windowed, streaming) and score it; (means over clips, per-clip means).
-
-    Output frames are rounded to uint8, as BasicSR's tensor2img does, before scoring and saving.
-    """
-    from talkingface.recipes.enhance import iter_planned, plan_windows, to_uint8
-
-    if val.chunking == "reference":
-        plan = plan_windows(model, window=val.temp_psz, chunking="reference")
-    else:
-        plan = plan_windows(model, window=2 * model.temporal_radius + val.temp_psz)
-    was_training = model.training
-    model.eval()
-    per_clip: dict[str, dict[str, float]] = {}
-    total = sum(len(c) if limit is None else min(limit, len(c)) for c in clips)
-    with tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, disable=not show_progress) as bar:
-        for clip in clips:
-            scorer = ClipScorer(val.metrics if clip.gt is not None else {}, lpips)
-            names = clip.frame_names()
-            frames = (to_tensor(px) for px in iter_clip_frames(clip, limit))
-            for i, out in enumerate(iter_planned(model, frames, plan, batch_size)):
-                pred = to_uint8(out)
-                if clip.gt is not None and val.metrics:
-                    scorer.add(pred, clip.read_gt(i))
-                if save_dir is not None:
-                    save_png(save_dir / clip.name / f"{names[i]}.png", pred)
-                bar.update(1)
-            per_clip[clip.name] = scorer.means()
-    model.train(was_training)
-    names = [n for n in val.metrics if any(n in s for s in per_clip.values())]
-    means = {n: float(np.nanmean([s[n] for s in per_clip.values() if n in s])) for n in names}
-    return means, per_clip
 
 
 # --------------------------------------------------------------------------- training
@@ -385,7 +144,8 @@ def run_sr_training(opts: SRTrainOptions) -> SRTrainResult:
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     try:
-        return _train(cfg, opts, device, dist_info)
+        with discard_if_unfinished():  # a run failing before its first checkpoint leaves no folder
+            return _train(cfg, opts, device, dist_info)
     finally:
         shutdown_distributed()
 
@@ -396,6 +156,7 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
     out_dir = Path(opts.out_dir or Path("saved") / "ckpt_sr" / cfg.name)
     refuse_overwrite(out_dir, opts.init_ckpt, opts.config, opts.data_root, opts.val_root,
                      None if opts.resume in (None, "auto") else opts.resume)
+    out_dir = run_folder(out_dir, opts.out_dir is not None, opts.resume or cfg.path.resume_state, dist_info)
     out_size = cfg.network_g.out_size
     total_iter = t.total_iter
     stop_at = total_iter if opts.max_steps is None else min(opts.max_steps, total_iter)
@@ -442,15 +203,15 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(out_dir)
-    resume = find_sr_resume(opts.resume or cfg.path.resume_state, out_dir)
+    resume = find_resume(opts.resume or cfg.path.resume_state, out_dir, list_sr_checkpoints, "train-sr")
     if resume is not None:
         path, ckpt = resume
         state = ckpt["resume"]
         stored = config_from_checkpoint(ckpt, path)
         if isinstance(ckpt.get(META_KEY), dict) and stored != cfg.network_g:
             raise CheckpointError("was trained with a different network_g config than this one", path)
-        _load_checked(model, ckpt.get("params"), path, "params")
-        _load_checked(ema, ckpt.get("params_ema"), path, "params_ema")
+        load_checked(model, ckpt.get("params"), path, "params")
+        load_checked(ema, ckpt.get("params_ema"), path, "params_ema")
         try:
             optim.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
@@ -464,8 +225,7 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
     elif main:
         print(f"Starting from {origin}")
     if main:
-        with atomic_path(out_dir / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_run_record(out_dir, cfg.to_dict(), opts, data.dataroot_lq, None if resume is None else resume[0])
         print(f"Training on {len(dataset.clips)} clips ({len(dataset)} items per epoch), {device}, "
               f"{dist_info.world_size} process(es); frozen: {_summarize(frozen)}")
 
@@ -585,94 +345,3 @@ def _train(cfg: SRConfig, opts: SRTrainOptions, device: torch.device, dist_info:
 def _summarize(names: list[str]) -> str:
     tops = sorted({n.split(".")[0] for n in names})
     return ", ".join(f"{top}.*" for top in tops) or "nothing"
-
-
-# --------------------------------------------------------------------------- test (the seed's --task Test)
-@dataclass
-class SRTestOptions:
-    config: str
-    ckpt: str | None = None  # default: path.pretrain_network_g
-    save_dir: str = "./saved"
-    data_root: str | None = None  # clips to enhance (make-sr-data layout); default: datasets.val
-    device: str = "auto"
-    batch_size: int = 1  # windows per forward pass
-    lpips_alexnet: str | None = None
-    lpips_lin: str | None = None
-
-
-def run_sr_test(opts: SRTestOptions) -> dict:
-    """Enhance every clip of the config's test data into save_dir/<name>/<clip>/; score them when GT exists."""
-    from talkingface.checkpoints.sr import OFFICIAL_SR_HINT
-
-    cfg = load_sr_config(opts.config)
-    ckpt = opts.ckpt or cfg.path.pretrain_network_g
-    if not ckpt:
-        raise CheckpointError(f"no checkpoint: give --ckpt or path.pretrain_network_g; {OFFICIAL_SR_HINT}")
-    block = cfg.datasets.val
-    if opts.data_root is not None:
-        block = _roots(block or ValDataConfig(), opts.data_root)
-    if block is None:
-        raise ConfigError("the config has no datasets.val section; give the clips with --data")
-    clips = open_clips(block, cfg.network_g.out_size, "datasets.val", need_gt=False)
-    if block.max_clips is not None:
-        clips = clips[:block.max_clips]
-    device = resolve_device(opts.device)
-    model = load_temporal_sr(ckpt, which=cfg.path.param_key_g or "auto", config=cfg.network_g)  # type: ignore[arg-type]
-    model.eval().to(device)
-    val = cfg.val or ValConfig()
-    lpips = load_lpips(val.metrics, opts.lpips_alexnet, opts.lpips_lin, device)
-    out = Path(opts.save_dir) / cfg.name
-    print(f"Super-resolving {len(clips)} clips into {out} on {device}")
-    means, per_clip = evaluate_clips(model, clips, val, block.val_first_frame, lpips, out, opts.batch_size, "test")
-    report = {"checkpoint": str(ckpt), "clips": len(clips), "metrics": means, "per_clip": per_clip}
-    if means:
-        def finite(d: dict) -> dict:  # strict JSON: a metric with no value is null
-            return {k: finite(v) if isinstance(v, dict) else (v if math.isfinite(v) else None) for k, v in d.items()}
-
-        with atomic_path(out / "metrics.json") as tmp:
-            tmp.write_text(json.dumps({**report, "metrics": finite(means), "per_clip": finite(per_clip)}, indent=2))
-        print(", ".join(f"{k} {v:.4g}" for k, v in means.items()))
-    return report
-
-
-# --------------------------------------------------------------------------- seed entry
-TRAIN_TASKS = ("train", "pretrain", "meta")  # "meta" is the seed parser's default: --task left out means train
-TEST_TASKS = ("test", "eval")
-
-
-def run_seed_sr(args: argparse.Namespace) -> None:
-    """`python run_talkingface.py --model=metaportraitsr --config <sr yaml> [--ckpt ...] [--task Train|Test]`.
-
-    Train: `--ckpt` is the starting point (GFPGANv1.3 or a temporal SR checkpoint);
-    the training flags of `add_train_arguments` apply. Test: enhances the config's
-    datasets.val clips (or --data) with `--ckpt` into --save_dir and scores them; with
-    an `--input` (frames folder or video) it runs `enhance` on that instead.
-    """
-    task = str(getattr(args, "task", None) or "train").lower()
-    get = lambda name: getattr(args, name, None)  # noqa: E731 - the seed parser may lack some flags
-    if task in TRAIN_TASKS:
-        for flag, name in (("--warp-ckpt", "warp_ckpt"), ("--epochs", "epochs"), ("--skip-bad", "skip_bad")):
-            if get(name):
-                raise TalkingFaceError(f"{flag} does not apply to --model=metaportraitsr (it trains for "
-                                       "train.total_iter iterations)")
-        run_sr_training(SRTrainOptions(
-            config=args.config, init_ckpt=get("ckpt"), out_dir=get("out_dir"), resume=get("resume"),
-            data_root=get("data_root"), device=get("device") or "auto", mixed_precision=bool(get("fp16")),
-            force=bool(get("force")), max_steps=get("max_steps"), ckpt_every=get("ckpt_every"),
-            log_every=get("log_every"), image_every=get("image_every"), vgg19=get("vgg19"),
-            random_vgg=bool(get("random_vgg")), num_workers=get("num_workers")))
-    elif task in TEST_TASKS:
-        if get("input"):
-            from talkingface.recipes.enhance import EnhanceOptions, run_enhance
-
-            if not get("ckpt"):
-                raise TalkingFaceError("--ckpt is required to enhance --input")
-            run_enhance(EnhanceOptions(input=args.input, ckpt=args.ckpt, out=get("save_dir") or "./saved",
-                                       batch_size=get("batch_size") or 1, device=get("device") or "auto",
-                                       precision=get("precision") or "fp32", force=bool(get("force"))))
-            return
-        run_sr_test(SRTestOptions(config=args.config, ckpt=get("ckpt"), save_dir=get("save_dir") or "./saved",
-                                  data_root=get("data_root"), device=get("device") or "auto",
-                                  batch_size=get("batch_size") or 1))
-    else:
-        raise TalkingFaceError(f"--task must be Train or Test for --model=metaportraitsr, not {args.task!r}")

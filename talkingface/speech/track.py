@@ -14,7 +14,7 @@ For frame i (shown at t = (i + 0.5) / fps):
 3. Loudness: the opening part of the offsets is scaled by the audio's level around t
    against the speech's usual level (louder speech opens the jaw wider).
 4. Idle head motion and blinks, seeded: the synthetic clips' own curves and warps
-   (talkingface.data.synth_motion's smooth random shift, scale and in-plane rotation,
+   (talkingface.data.synthetic.motion's smooth random shift, scale and in-plane rotation,
    and blinks at jittered intervals; synthesize_clip's eyelid warp and head affine),
    with bounds scaled by `head_motion` (0: none). The mouth offsets are carried by the
    same head motion: the head affine is linear and the eyelid warps do not reach the

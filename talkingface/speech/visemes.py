@@ -24,7 +24,7 @@ On a face (`viseme_offsets`), in the mediapipe478 scheme and relative to the neu
 face (the portrait's own landmarks), each viseme becomes offsets of all 478 points,
 scaled to that face:
 - opening: the lips part exactly as a synthetic clip parts them
-  (talkingface.data.synth_warps.parted_lips): lower lip and jaw down, upper lip a
+  (talkingface.data.synthetic.warps.parted_lips): lower lip and jaw down, upper lip a
   little up, fading towards chin and nose;
 - width: points of the lips move along the mouth line in proportion to their distance
   from the mouth centre, so the corners move by `width` x half the mouth width;
@@ -141,7 +141,7 @@ class _MouthFrame:
 
 
 def _mouth_frame(points: np.ndarray, scheme: LandmarkScheme) -> _MouthFrame:
-    from talkingface.data.synth_warps import FaceGeometry
+    from talkingface.data.synthetic.warps import FaceGeometry
     from talkingface.landmarks.regions import INNER_LIP_MIDDLE, mediapipe_regions
 
     geo = FaceGeometry.from_landmarks(points, scheme)
@@ -199,7 +199,7 @@ def _closure_field(points: np.ndarray, mouth: _MouthFrame) -> np.ndarray:
 def viseme_offsets(neutral: np.ndarray, scheme: LandmarkScheme | None = None) -> VisemeOffsets:
     """Every viseme's offsets (V x N x 2) for a face whose neutral landmarks are `neutral`
     (N x 2 mediapipe478 points, any units: the offsets come back in the same units)."""
-    from talkingface.data.synth_warps import parted_lips
+    from talkingface.data.synthetic.warps import parted_lips
 
     scheme = scheme or get_scheme("mediapipe478")
     neutral = np.asarray(neutral, dtype=np.float64)

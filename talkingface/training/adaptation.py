@@ -13,8 +13,7 @@ import torch
 from talkingface.errors import TrainingError
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.discriminator import MultiScaleDiscriminator
-from talkingface.models.generator import MetaPortraitGenerator
-from talkingface.inference.reconstruct import batch_inputs
+from talkingface.models.generator import MetaPortraitGenerator, batch_inputs
 from talkingface.training.common import autocast
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 import contextlib
 import random
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from talkingface.checkpoints.official import read_checkpoint
 from talkingface.data.official import OfficialDataset
-from talkingface.errors import CheckpointError, DataError
+from talkingface.errors import DataError
 from talkingface.inference.engine import fit_precision
 from talkingface.inference.precision import LOW_DTYPES
 from talkingface.losses.vgg import VGG19Features, find_vgg19_weights
@@ -75,20 +73,6 @@ class SkipBadFrames(torch.utils.data.Dataset):
                 self.bad.add(i)
                 warnings.warn(f"skipping bad frame: {e}")
         raise DataError("no readable frames left", self.dataset.root)
-
-
-def find_resume(resume: str | None, out_dir: Path):
-    """None, or (path, checkpoint) for `resume` = a path or 'auto' (newest resumable in out_dir)."""
-    from talkingface.training.checkpointing import latest_resumable
-
-    if resume is None:
-        return None
-    if resume == "auto":
-        return latest_resumable(out_dir) if out_dir.is_dir() else None
-    ckpt = read_checkpoint(resume)
-    if "resume" not in ckpt:
-        raise CheckpointError("has no resume state (only checkpoints written by training can be resumed)", resume)
-    return Path(resume), ckpt
 
 
 def gather_rng(info: DistInfo) -> list:

@@ -6,7 +6,8 @@ import torch
 
 from talkingface.data.official import OfficialDataset
 from talkingface.metrics import l1, psnr, ssim
-from talkingface.inference.reconstruct import batch_inputs, to_uint8
+from talkingface.models.generator import batch_inputs
+from talkingface.utils.images import to_uint8_truncate
 
 
 def pick_frames(dataset: OfficialDataset, count: int) -> list[int]:
@@ -23,7 +24,7 @@ def validate(generator, dataset: OfficialDataset, indices: list[int], device: to
     scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "l1": []}
     for i in indices:
         batch = torch.utils.data.default_collate([dataset[i]])
-        pred = to_uint8(generator(batch_inputs(batch, device), stage="full")["prediction"])[0]
+        pred = to_uint8_truncate(generator(batch_inputs(batch, device), stage="full")["prediction"])[0]
         gt = (batch["driving"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         scores["psnr"].append(min(psnr(pred, gt), 100.0))
         scores["ssim"].append(ssim(pred, gt))

@@ -119,7 +119,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         os.replace(tmp_path, target)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
-        if e.errno in _WRITE_ERRNOS and e.filename in (None, tmp, os.fspath(tmp_path)):
+        if _about_the_write(e, tmp_path):
             raise _renamed(e, target) from None
         raise
     except BaseException:
@@ -129,6 +129,18 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
 
 # Errors of the write itself (as opposed to reading an input inside the `with` body).
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def _about_the_write(error: OSError, tmp: Path) -> bool:
+    """The error is the write's own (a full disk, a read-only folder, ...) and names no file, or
+    only our temporary one (as the destination of a copy, too): it should name the target."""
+    if error.errno not in _WRITE_ERRNOS:
+        return False
+    name = error.filename2 if error.filename2 is not None else error.filename  # a copy's: its destination
+    if name is None:
+        return True
+    name = Path(os.fsdecode(name))
+    return name == tmp or name.is_relative_to(tmp)
 
 
 def _renamed(error: OSError, target: Path) -> OSError:
@@ -145,7 +157,10 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target, folder=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    except OSError as e:  # a read-only or full folder: name the folder asked for, not the temporary one
+        raise _renamed(e, target) from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -157,6 +172,11 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _about_the_write(e, tmp):
+            raise _renamed(e, target) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -175,6 +195,24 @@ def atomic_torch_save(obj, target: str | os.PathLike) -> None:
             detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise TalkingFaceError(f"could not write the checkpoint; the disk may be full ({detail[:120]})",
                                    target) from None
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Fail now, not after the work, when `target` could not be written: its nearest existing folder
+    is read-only, not ours to write, or a file. Creates nothing (a temporary file, removed at once).
+    A full disk shows only when writing; that is reported then."""
+    target = Path(os.path.abspath(target))
+    folder = next((p for p in target.parents if os.path.lexists(p)), None)
+    if folder is None:
+        return
+    if not folder.is_dir():
+        raise OSError(errno.ENOTDIR, "exists and is a file, not a folder", os.fspath(folder))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".talkingface-probe.", suffix=".partial", dir=folder)
+    except OSError as e:
+        raise _renamed(e, target) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def json_bytes(data: dict) -> bytes:

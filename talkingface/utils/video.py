@@ -98,6 +98,23 @@ class _Tally:
     last_error: str | None = None
 
 
+@dataclass
+class DecodeStats:
+    """What one pass of `iter_frames` read and lost, for records (preprocess's meta.json).
+    Filled in when the pass ends; a pass closed early holds what it had read until then."""
+
+    declared: int = 0  # frames the container's header or index declares (0: it does not say)
+    decoded: int = 0  # frames the decoder gave
+    concealed: int = 0  # lost frames filled in by repeating the previous one
+    late_dropped: int = 0  # frames decoded after their place was filled
+    damaged_packets: int = 0  # packets the decoder rejected (skipped)
+    skipped_parts: int = 0  # damaged parts of a Matroska file the demuxer skipped
+    implied: int = 0  # frames the duration implies, where the header declares none and clearly more were lost
+    stopped: str | None = None  # why reading ended before the end of the file
+    complete: bool = False  # the stream was read to its end
+    warning: str | None = None  # what the DamagedVideoWarning said, if one was given
+
+
 def _message(e: Exception) -> str:
     text = getattr(e, "strerror", None) or str(e)
     if text.startswith("Error number"):  # codec-specific codes ffmpeg has no text for
@@ -179,7 +196,7 @@ def _stream_end(container, stream) -> float | None:
         len(container.streams) == 1 else None
 
 
-def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, stats: DecodeStats | None = None) -> Iterator[np.ndarray]:
     """Decode frames one at a time as RGB uint8.
 
     Damaged packets are skipped, and where that leaves a hole between two decoded frames
@@ -188,8 +205,10 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     frame rates included, are never filled, nor is a truncated end. Once the stream is
     read to its end, one DamagedVideoWarning says what was lost (damaged packets, frames
     concealed, fewer frames than the header declares or, when it declares none, clearly fewer
-    than the stream's duration implies). DataError when nothing decodes."""
+    than the stream's duration implies). DataError when nothing decodes. `stats`, when given,
+    receives the pass's counts (declared and decoded frames, damaged packets, ...) as it ends."""
     container = _open(path)
+    tally, declared, implied, lost = _Tally(), 0, 0, None
     try:
         stream = container.streams.video[0]
         # slice threads, not frame threads: with a frame in flight per core, a damaged packet's
@@ -199,7 +218,6 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
         stream.thread_type = "SLICE"
         rate = stream.average_rate or stream.guessed_rate
         declared = int(stream.frames or 0)
-        tally = _Tally()
         # the last frame decoded and yielded, its position on the nominal frame grid, damaged packets
         # already matched to a hole (B-frame reordering delays frames: a packet's damage is often
         # counted a few frames before its hole shows)
@@ -232,10 +250,17 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
             yielded, short = tally.frames - tally.late + tally.concealed, round(end * rate - last - 1)
             implied = yielded + short if short > 2 and short > 0.05 * (yielded + short) else 0
         lost = _losses(tally, "video", declared, implied)
+        if stats is not None:
+            stats.complete = True
         if lost:
             warnings.warn(f"{path}: {lost}", DamagedVideoWarning, stacklevel=2)
     finally:
         container.close()
+        if stats is not None:
+            stats.declared, stats.decoded, stats.concealed, stats.late_dropped = \
+                declared, tally.frames, tally.concealed, tally.late
+            stats.damaged_packets, stats.skipped_parts, stats.implied, stats.stopped, stats.warning = \
+                tally.damaged, tally.resynced, implied, tally.stopped, lost
 
 
 def first_video_frame(path: str | os.PathLike):

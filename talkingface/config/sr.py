@@ -7,8 +7,8 @@ reference reads but that change nothing here (GPU count, I/O backend, wandb, ...
 are accepted and marked "reference option; unused"; keys marked "extension" are ours.
 
 `load_sr_config(path)` parses a file once, at the edge: unknown keys and values of the
-wrong type are errors naming the file and the key. The parsing helpers are the base
-config's (`talkingface.config`), so both schemas report errors the same way.
+wrong type are errors naming the file and the key. The converter and loader are the base
+config's (`talkingface.config.convert`): one set of type rules, errors reported the same way.
 """
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from talkingface.config import _build, _convert
+from talkingface.config.convert import build, convert, parse_mapping, read_yaml
 from talkingface.errors import ConfigError
 from talkingface.losses.vgg import VGG19_LAYER_NAMES
 from talkingface.models.temporal_sr import LOAD_PATH_OPTIONS, OFFICIAL_ARCH_NAME, TemporalSRConfig
@@ -295,36 +293,33 @@ def _pop_metrics(data: dict) -> tuple[dict, dict[str, MetricConfig]]:
     metrics = {}
     for name, options in raw.items():
         where = f"val.metrics.{name}"
-        metrics[str(name)] = _convert(options if options is not None else {}, MetricConfig, where)
+        metrics[str(name)] = convert(options if options is not None else {}, MetricConfig, where)
     return data, metrics
 
 
-def parse_sr_config(data: dict | None, source: str = "<config>") -> SRConfig:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", source)
-    try:
-        for key in _PARSED_APART[1:]:
-            if key in data:
-                raise ConfigError(f"unknown key '{key}' (GFPGANv1_load_path / decoder_load_path go in network_g)")
-        data = {k: v for k, v in data.items() if k not in _IGNORED_TOP}
-        network = data.pop("network_g", None) or {}
-        if not isinstance(network, dict):
-            raise ConfigError("network_g: expected a mapping")
-        data, metrics = _pop_metrics(data)
-        cfg = _build(SRConfig, data, "")
-        if cfg.val is not None:
-            cfg.val.metrics = metrics
-        elif metrics:
-            raise ConfigError("val.metrics given without a val section")
-        cfg.network_g = TemporalSRConfig.from_dict(network, source="network_g")
-        cfg.gfpgan_init = _path_option(network, "GFPGANv1_load_path")
-        cfg.decoder_init = _path_option(network, "decoder_load_path")
-        validate_sr_config(cfg)
-    except ConfigError as e:
-        raise ConfigError(e.message, source) from None
+def _parse(data: dict) -> SRConfig:
+    for key in _PARSED_APART[1:]:
+        if key in data:
+            raise ConfigError(f"unknown key '{key}' (GFPGANv1_load_path / decoder_load_path go in network_g)")
+    data = {k: v for k, v in data.items() if k not in _IGNORED_TOP}
+    network = data.pop("network_g", None) or {}
+    if not isinstance(network, dict):
+        raise ConfigError("network_g: expected a mapping")
+    data, metrics = _pop_metrics(data)
+    cfg = build(SRConfig, data, "")
+    if cfg.val is not None:
+        cfg.val.metrics = metrics
+    elif metrics:
+        raise ConfigError("val.metrics given without a val section")
+    cfg.network_g = TemporalSRConfig.from_dict(network, source="network_g")
+    cfg.gfpgan_init = _path_option(network, "GFPGANv1_load_path")
+    cfg.decoder_init = _path_option(network, "decoder_load_path")
+    validate_sr_config(cfg)
     return cfg
+
+
+def parse_sr_config(data: dict | None, source: str = "<config>") -> SRConfig:
+    return parse_mapping(data, source, _parse)
 
 
 def _path_option(network: dict, key: str) -> str | None:
@@ -336,19 +331,7 @@ def _path_option(network: dict, key: str) -> str | None:
 
 
 def load_sr_config(path: str | Path) -> SRConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"not valid YAML{f' (line {mark.line + 1})' if mark else ''}", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read ({e})", path) from None
-    if data is None:  # nothing but blanks and comments
-        raise ConfigError("empty config file", path)
-    return parse_sr_config(data, str(path))
+    return parse_sr_config(read_yaml(path), str(Path(path)))
 
 
 def validate_sr_config(cfg: SRConfig) -> None:

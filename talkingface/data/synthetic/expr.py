@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkingface.data.synth_warps import FaceGeometry, _bell
+from talkingface.data.synthetic.warps import FaceGeometry, _bell
 
 # Along its direction the backward map is s -> s - amount * g(s, t); g rises over the
 # trailing falloff with slope <= pi / (2 * behind) per px, so the map is increasing (and

@@ -1,61 +1,20 @@
-"""Synthetic talking clips from one portrait, with exact ground-truth motion.
-
-A clip is the portrait moved by a smooth random head motion (shift, scale, in-plane
-rotation about the face centre; optionally head turns and nods out of the image plane),
-with the mouth opening and closing, the eyes blinking, and optionally smiles and brow
-raises. Its landmarks are moved by exactly the same map as its pixels, so tests,
-the meta-learning benchmark and the demo model can check recovered motion against
-known motion.
-
-Geometry. Points are continuous pixel coordinates (pixel (i, j) covers [j, j+1) x
-[i, i+1); landmarks in 0..1 are these divided by W and H, as the encoding's
-`int(x * W)` assumes). Frame t is the source seen through the map
-
-    source point p  --local warps L_t-->  r  --head turn P_t-->  u  --global affine A_t-->  frame point q
-
-Local warps act in the source face's own frame: the lips part (lower lip down, upper
-lip slightly up, with a smooth falloff towards chin and nose) and the eyelids squeeze
-towards the line through the eye corners. Each is written in backward form (output
-point -> source point) in closed form, monotone along one axis, so pixels are sampled
-with one `cv2.remap` and landmarks are moved by inverting it exactly (a 1-D bisection
-per point, far below 1e-6 px). Where the lips part, no source pixel exists: the gap samples
-the lip line and is darkened like a mouth cavity.
-
-Smile and brow raise (`synth_expr`) are further local warps of the same kind, applied
-after the lips and lids (L_t = brow o smile o mouth o eyes). The head turn P_t
-(`synth_pose3d`) is a piecewise-affine map over the portrait's 3-D Face Mesh, turned
-and projected back; it acts on the expressed frontal face r, so expressions move with
-the turned head, and it is the identity when the clip has no turn (then frames are
-exactly those of clips made before turns existed). Landmarks go through the same
-chain forwards, so they stay exactly on the pixels.
-
-The modules: `synth_motion` (spec and curves), `synth_warps` (lips, lids, face
-geometry), `synth_expr` (smile, brows), `synth_pose3d` (head turns), and this one (clips,
-landmarks from a photo, datasets). Everything public is importable from here.
-
-The mouth and eyes are located from the 58-point subset's roles (eye extremes, mouth
-corners, lips), so any `LandmarkScheme` works.
-"""
+"""A synthetic clip from one portrait (`synthesize_clip`, `SyntheticClip`: frames rendered on
+access, landmarks moved by the same map as the pixels) and the mapping of MediaPipe's 478
+points to any landmark scheme (`landmarks_for_scheme`). The geometry: the package doc."""
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from talkingface.data.synth_expr import brow_warps, smile_warps
-from talkingface.data.synth_motion import Motion, MotionSpec, generate_motion
-from talkingface.data.synth_pose3d import MESH_POINTS, HeadMesh, PoseMap, detect_mesh
-from talkingface.data.synth_warps import (_CAVITY_MIX, _CAVITY_RGB, _TEETH_RGB, FaceGeometry, _affine_px,
-                                          _eye_warp, _inside, _mouth_warp, _MouthWarp, _to_normalised)
+from talkingface.data.synthetic.expr import brow_warps, smile_warps
+from talkingface.data.synthetic.motion import Motion, MotionSpec, generate_motion
+from talkingface.data.synthetic.pose3d import MESH_POINTS, HeadMesh, PoseMap, detect_mesh
+from talkingface.data.synthetic.warps import (_CAVITY_MIX, _CAVITY_RGB, _TEETH_RGB, FaceGeometry, _affine_px,
+                                              _eye_warp, _inside, _mouth_warp, _MouthWarp, _to_normalised)
 from talkingface.errors import DataError
 from talkingface.landmarks.scheme import LandmarkScheme
-
-__all__ = ["MOTION_FILE", "MEDIAPIPE_POINTS", "MEDIAPIPE_ROLE_POINTS", "FaceGeometry", "Motion", "MotionSpec",
-           "SyntheticClip", "clip_seed", "detect_landmarks", "detect_mesh", "generate_motion", "image_identity",
-           "landmarks_for_scheme", "synthesize_clip", "write_synthetic_dataset"]
 
 # --------------------------------------------------------------------------- clips
 class _LazyFrames(Sequence[np.ndarray]):
@@ -292,21 +251,6 @@ MEDIAPIPE_POINTS = 478
 _MEDIAPIPE_MESH_POINTS = 468  # without the iris
 
 
-def detect_landmarks(image: np.ndarray, path: str | Path | None = None) -> np.ndarray:
-    """MediaPipe Face Mesh (with iris, 478 points) on one RGB uint8 image: 478 x 2 in 0..1.
-
-    The same tracker as preprocessing, in still-image mode. Raises DataError naming
-    `path` when no face is found.
-    """
-    from talkingface.preprocess.landmarks import FaceMeshTracker
-
-    with FaceMeshTracker(static=True) as tracker:
-        points = tracker.process(np.ascontiguousarray(image, dtype=np.uint8))
-    if points is None:
-        raise DataError("no face found in the portrait", path)
-    return points
-
-
 def landmarks_for_scheme(mediapipe_points: np.ndarray, scheme: LandmarkScheme) -> np.ndarray:
     """MediaPipe's 478 points as `scheme` points.
 
@@ -325,78 +269,3 @@ def landmarks_for_scheme(mediapipe_points: np.ndarray, scheme: LandmarkScheme) -
     return mediapipe_points[order].astype(np.float32)
 
 
-# --------------------------------------------------------------------------- datasets
-def image_identity(image: np.ndarray, dim: int) -> np.ndarray:
-    """A deterministic unit vector derived from the pixels (stands in for a face embedding)."""
-    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    v = rng.standard_normal(dim)
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
-def clip_seed(seed: int, index: int) -> int:
-    """The seed of portrait `index`'s clip in a dataset made with `seed`."""
-    return int(np.random.SeedSequence((seed, index)).generate_state(1)[0])
-
-
-MOTION_FILE = "synth_motion.npz"
-
-
-ThetasFn = Callable[[int, SyntheticClip], tuple[np.ndarray, np.ndarray]]
-
-
-def write_synthetic_dataset(root: str | Path, portraits: Sequence[tuple[np.ndarray, np.ndarray]],
-                            spec: MotionSpec, identity_dim: int = 256, scheme: LandmarkScheme | None = None,
-                            identity_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                            thetas_fn: ThetasFn | None = None, meshes: Sequence[np.ndarray | None] | None = None
-                            ) -> tuple[Path, list[SyntheticClip]]:
-    """Write one synthetic clip per (image, landmarks 0..1) portrait in the official layout.
-
-    Identity k: the portrait is the source, its clip the driving frames 00000000.png...
-    Clip k uses seed `clip_seed(spec.seed, k)`. `scheme` defaults to dense669.
-    - identity: `identity_fn(image, landmarks)`, by default `image_identity` (no dlib).
-    - theta: `thetas_fn(k, clip)` -> (source 2 x 3, frames T x 2 x 3); by default the
-      identity matrix (no alignment known for an arbitrary scheme).
-    - meshes: per portrait, its 3-D Face Mesh for head turns (`synthesize_clip`'s `mesh`).
-    The ground-truth motion goes beside the frames in `<k>/synth_motion.npz` (affines,
-    affines_px, mouth_open, eye_closure, shift, scale, rotation_deg, face_height_px,
-    yaw_deg, pitch_deg, smile, brow);
-    the official reader ignores it. Returns (root, clips); the folder appears only
-    when complete.
-    """
-    from talkingface.data.writer import IDENTITY_THETA, DrivingFrame, IdentityRecord, write_identity, write_map
-    from talkingface.landmarks.scheme import get_scheme
-    from talkingface.utils.atomic import atomic_dir
-
-    if not portraits:
-        raise DataError("nothing to write: no portraits", root)
-    scheme = scheme or get_scheme("dense669")
-    root = Path(root)
-    clips = []
-    with atomic_dir(root) as tmp:
-        mapping: dict[str, int] = {}
-        for k, (image, landmarks) in enumerate(portraits):
-            clip = synthesize_clip(image, landmarks, scheme, replace(spec, seed=clip_seed(spec.seed, k)),
-                                   meshes[k] if meshes else None)
-            identity = (identity_fn(image, clip.source_landmarks) if identity_fn
-                        else image_identity(image, identity_dim))
-            identity = np.asarray(identity, dtype=np.float32).reshape(-1)
-            if identity.shape != (identity_dim,):
-                raise DataError(f"identity vector of portrait {k} has {identity.size} values, expected {identity_dim}")
-            if thetas_fn:
-                source_theta, thetas = thetas_fn(k, clip)
-            else:
-                source_theta, thetas = IDENTITY_THETA, np.broadcast_to(IDENTITY_THETA, (clip.num_frames, 2, 3))
-            frames = [DrivingFrame(f"{t:08d}.png", frame, clip.landmarks[t], np.asarray(thetas[t], np.float32))
-                      for t, frame in enumerate(clip.frames)]
-            record = IdentityRecord(image, clip.source_landmarks, identity, frames,
-                                    np.asarray(source_theta, np.float32))
-            mapping.update(write_identity(tmp, k, record))
-            m = clip.motion
-            np.savez(tmp / str(k) / MOTION_FILE, affines=clip.affines, affines_px=clip.affines_px,
-                     mouth_open=m.mouth_open, eye_closure=m.eye_closure, shift=m.shift, scale=m.scale,
-                     rotation_deg=m.rotation_deg, face_height_px=clip.geometry.face_height,
-                     yaw_deg=m.yaw_deg, pitch_deg=m.pitch_deg, smile=m.smile, brow=m.brow)
-            clips.append(clip)
-        write_map(tmp, mapping)
-    return root, clips

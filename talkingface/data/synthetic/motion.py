@@ -33,7 +33,7 @@ class MotionSpec:
     seed: int = 0
     # Added later; all default to 0 (off), which reproduces earlier clips exactly.
     # |head turn| out of the image plane, degrees (positive: nose to image-right). Needs
-    # the portrait's 3-D Face Mesh (`synth_pose3d`); rotates about a pivot behind the face.
+    # the portrait's 3-D Face Mesh (`pose3d`); rotates about a pivot behind the face.
     max_yaw_deg: float = 0.0
     max_pitch_deg: float = 0.0  # |head nod| out of the image plane, degrees (positive: chin up)
     smile_max: float = 0.0  # largest mouth-corner lift (up and out), fraction of the mouth width

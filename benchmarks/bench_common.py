@@ -1,4 +1,4 @@
-"""Benchmark helpers shared by `benchmarks/bench_infer.py` and `benchmarks/bench_sr.py`:
+"""Benchmark helpers shared by the scripts in benchmarks/ (bench_infer.py, bench_sr.py, gpu_check, ...):
 the machine description, peak-memory measurement, timing and the result table.
 
 Peak memory on CPU is the process's peak resident set (VmHWM), reset before each path
@@ -20,6 +20,9 @@ from typing import Callable
 import torch
 
 from talkingface.inference.engine import cpu_flags, native_precisions
+
+REPO = Path(__file__).resolve().parents[1]  # the source checkout these scripts live in
+PARITY = REPO.parent / "shared" / "parity"  # the parity fixtures (weights.py, manifests), beside the checkout
 
 _FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
 
@@ -172,3 +175,126 @@ def format_table(rows: list[PathResult], reference: PathResult | dict[str, PathR
         name = r.name + (f" ({r.note})" if r.note else "")
         out.append(f"| {name} | {r.fps:.3f} | {r.seconds / r.frames:.3f} | {ratio} | {peak} | {psnr} | {diff} |")
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- result files
+RESULTS = REPO / "benchmarks" / "results"  # every script's JSON; docs tables are generated from them (report.py)
+
+
+def result_path(script: str, variant: str | None = None) -> Path:
+    """Where a script writes its result by default: benchmarks/results/<script>[_<variant>].json."""
+    stem = Path(script).stem
+    return RESULTS / (f"{stem}_{variant}.json" if variant else f"{stem}.json")
+
+
+def git_commit(repo: Path = REPO) -> dict[str, object] | None:
+    """{"sha": HEAD, "dirty": tracked files differ from it} of the checkout, or None outside a
+    git checkout (an installed copy, no git). Read-only: takes no index lock."""
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "--no-optional-locks", "-C", str(repo), *args], capture_output=True,
+                                  text=True, timeout=20, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    if not sha:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": None if status is None else bool(status)}
+
+
+def package_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("talkingface")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed from the repo root: `python benchmarks/x.py --flag ...`."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        script = Path(argv[0])
+        try:
+            argv[0] = str(script.resolve().relative_to(REPO))
+        except ValueError:
+            argv[0] = str(script)
+    return " ".join(["python", *(shlex.quote(a) for a in argv)])
+
+
+def machine_header(device: torch.device | str = "cpu") -> dict[str, object]:
+    """The machine a result was measured on: CPU model, every avx2/avx512*/amx* flag, cores,
+    torch threads, OMP_NUM_THREADS, GPU, torch and Python versions, the load average."""
+    info = machine_info(device)
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"cpu": info.cpu, "cpu_flags": list(simd_flags()), "cores": info.cores, "threads": info.threads,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "device": info.device, "gpu": gpu,
+            "native_low_precisions": list(info.native_low_precisions), "torch": info.torch,
+            "python": platform.python_version(), "load_average": load_average()}
+
+
+def result_header(device: torch.device | str = "cpu", argv: list[str] | None = None) -> dict[str, object]:
+    """The header every result file starts with: when, which command, which code, which machine."""
+    import datetime
+
+    return {"written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": command_line(argv), "package_version": package_version(), "commit": git_commit(),
+            "machine": machine_header(device)}
+
+
+def json_safe(value: object) -> object:
+    """Non-finite floats as strings ("inf", "nan"), numpy scalars and arrays as Python
+    values, paths and tuples as strings and lists, so the file is strict JSON."""
+    import math
+
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalars/arrays, tensors
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_result(path: Path | str, result: dict[str, object], header: dict[str, object] | None = None) -> Path:
+    """Write `result` as JSON to `path` atomically (a temporary sibling, then a rename), the
+    header (`result_header()` unless given) first. Returns the path."""
+    import json
+
+    from talkingface.utils.atomic import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**(result_header() if header is None else header), **result}
+    text = json.dumps(json_safe(payload), indent=1, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return path
+
+
+def path_rows(rows: list[PathResult]) -> list[dict[str, object]]:
+    """PathResult rows as JSON-ready dicts (frames/s and s/frame included)."""
+    from dataclasses import asdict
+
+    return [{**asdict(r), "fps": r.fps, "s_per_frame": r.seconds / r.frames if r.frames else None} for r in rows]
+
+
+def variant_name(flags: dict[str, object], device: str = "cpu") -> str | None:
+    """A result-file variant from the options that change what a run measures: the names of
+    the true flags, and the device when it is not the CPU (`ablation_compile`, `cuda_onnx`)."""
+    parts = ([] if str(device).startswith("cpu") else [str(device).replace(":", "")])
+    parts += [name for name, on in flags.items() if on]
+    return "_".join(parts) or None

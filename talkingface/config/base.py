@@ -6,19 +6,17 @@ Keys marked "extension" are ours; their defaults are the values the reference
 hard-codes, so leaving them out gives the official model.
 
 `load_config(path)` parses a file once, at the edge: unknown keys and values of the
-wrong type are errors that name the file and the key.
+wrong type are errors that name the file and the key (the rules: talkingface.config.convert,
+shared with the super-resolution schema in talkingface.config.sr).
 """
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from talkingface.config.convert import build, convert, parse_mapping, read_yaml
 from talkingface.errors import ConfigError
 
 
@@ -62,6 +60,18 @@ class DatasetConfig:
     meta_batch_size: int = 0  # support frames per inner step; 0 = all of them
     inner_update_steps: int = 2  # inner Adam steps per task
     blocks: dict[str, DataRootConfig] = field(default_factory=dict)  # the named blocks listed in train_data
+
+    @staticmethod
+    def config_extra(kwargs: dict[str, Any], extra: dict[str, tuple[str, Any]]) -> None:
+        """The named dataset blocks (`personalized: {root: ...}`): keys listed in train_data, or mappings."""
+        listed = kwargs.get("train_data", DatasetConfig().train_data)
+        blocks = {}
+        for key in list(extra):
+            path, value = extra[key]
+            if key in listed or isinstance(value, dict):
+                blocks[key] = convert(value, DataRootConfig, path)
+                del extra[key]
+        kwargs["blocks"] = blocks
 
     def data_block(self) -> DataRootConfig:
         """The first training dataset's block (the one inference and training read)."""
@@ -224,100 +234,23 @@ class Config:
 
 
 # --------------------------------------------------------------------------- parsing
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], where)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return _build(tp, value, where)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")  # a schema bug, not user input
-
-
-def _build(cls, data: dict, where: str):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    extra = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key in names and key != "blocks":
-            kwargs[key] = _convert(value, hints[key], path)
-        else:
-            extra[key] = (path, value)
-    if cls is DatasetConfig:
-        listed = kwargs.get("train_data", DatasetConfig().train_data)
-        blocks = {}
-        for key in list(extra):
-            path, value = extra[key]
-            if key in listed or isinstance(value, dict):
-                blocks[key] = _convert(value, DataRootConfig, path)
-                del extra[key]
-        kwargs["blocks"] = blocks
-    if extra:
-        path, _ = next(iter(extra.values()))
-        raise ConfigError(f"unknown key '{path}'")
-    return cls(**kwargs)
-
-
-def parse_config(data: dict | None, source: str = "<config>") -> Config:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", source)
-    try:
-        cfg = _build(Config, data, "")
-        validate(cfg)
-    except ConfigError as e:
-        raise ConfigError(e.message, source) from None
+def _parse(data: dict) -> Config:
+    cfg = build(Config, data, "")
+    motion = ((data.get("model") or {}).get("generator") or {}).get("dense_motion_params")
+    if cfg.model.generator.dense_motion_params.dec_lease < 1 and "dec_lease" not in (motion or {}):
+        # the one key without a usable default: its absence means a config cut short or not a model config
+        raise ConfigError("model.generator.dense_motion_params.dec_lease is missing (is the file cut short, or "
+                          "not a model config?)")
+    validate(cfg)
     return cfg
 
 
+def parse_config(data: dict | None, source: str = "<config>") -> Config:
+    return parse_mapping(data, source, _parse)
+
+
 def load_config(path: str | Path) -> Config:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"not valid YAML{where}", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read ({e})", path) from None
-    if data is None:  # nothing but blanks and comments
-        raise ConfigError("empty config file", path)
-    return parse_config(data, str(path))
+    return parse_config(read_yaml(path), str(Path(path)))
 
 
 def validate(cfg: Config) -> None:
