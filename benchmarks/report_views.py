@@ -284,6 +284,7 @@ _WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "
 
 VIEWS: dict[str, dict[str, View]] = {
     "bench_animate_quality": {"tables": _quality(None), "self": _quality("self"), "cross": _quality("cross")},
+    "bench_animate_quality_128px": {"tables": _quality(None)},  # the same benchmark with the 128 px model
     "bench_app_load": {"bursts": app_bursts},
     "bench_fullres": {"rows": fullres_rows},
     "bench_preprocess*": {"runs": preprocess_runs},
