@@ -15,6 +15,7 @@ import numpy as np
 
 from talkingface.data.official import IMAGE_EXTENSIONS
 from talkingface.errors import DataError
+from talkingface.utils.images import read_image
 from talkingface.utils.video import VIDEO_EXTENSIONS, DecodeStats
 
 
@@ -141,16 +142,6 @@ def _rotated(frames: Iterator[np.ndarray], quarter_turns: int) -> Iterator[np.nd
         yield np.ascontiguousarray(np.rot90(frame, quarter_turns))
 
 
-def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError("cannot read this image (corrupt or not an image)", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def open_stream(item: InputItem, image_fps: float = 25.0) -> FrameStream:
     """Open an input for streaming. Raises DataError naming the file when it is
     missing, unreadable or empty."""
@@ -160,13 +151,13 @@ def open_stream(item: InputItem, image_fps: float = 25.0) -> FrameStream:
         files = _image_files(item.path)
         if not files:
             raise DataError("folder holds no images", item.path)
-        first = _read_image(files[0])
+        first = read_image(files[0], error="cannot read this image")
         h, w = first.shape[:2]
 
         def frames() -> Iterator[np.ndarray]:
             yield first
             for path in files[1:]:
-                yield _read_image(path)
+                yield read_image(path, error="cannot read this image")
 
         return FrameStream(image_fps, w, h, len(files), frames())
     if item.path.is_dir():
