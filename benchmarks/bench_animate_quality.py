@@ -16,9 +16,10 @@ pitch, a smile and brow raises).
   to the source photo, face sharpness against the photo.
 
 Rows: the static source; a similarity warp of the source frame following the driving
-head (relative motion's head part, no learning); the bundled model with
-`--render model` (its output upsampled); the bundled model with full rendering (the
-default). A new model's rows are added with --ckpt (both render modes).
+head (relative motion's head part, no learning); the previous default (the 64 px bundled
+model) and the default (the 128 px bundled model), each with `--render model` (its output
+upsampled) and with full rendering (the default). A new model's rows are added with
+--ckpt (both render modes).
 
     python benchmarks/bench_animate_quality.py [--frames 50] [--ckpt MODEL] [--out FILE]
 
@@ -39,7 +40,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 512
-MOTION_SEED = 7301  # no training clip used it (docs/bundled_model.md: seeds 0 and 1)
+MOTION_SEED = 7301  # no training clip used it (docs/bundled_model.md: seeds 0, 1 and 2)
 
 
 def canvas(image: np.ndarray) -> np.ndarray:
@@ -69,14 +70,14 @@ MOTION_SETS = {  # name -> MotionSpec fields besides the frame count and seed
 }
 
 
-def write_clip(image: np.ndarray, frames: int, path: Path, motion: str) -> list[np.ndarray]:
+def write_clip(image: np.ndarray, frames: int, path: Path, motion: str, seed: int = MOTION_SEED) -> list[np.ndarray]:
     from talkingface.data.synthetic import MotionSpec, synthesize_clip
     from talkingface.landmarks.scheme import get_scheme
     from talkingface.preprocess.portrait import detect_landmarks
     from talkingface.utils.video import write_video
 
     clip = synthesize_clip(image, detect_landmarks(image), get_scheme("mediapipe478"),
-                           MotionSpec(num_frames=frames, seed=MOTION_SEED, **MOTION_SETS[motion]))
+                           MotionSpec(num_frames=frames, seed=seed, **MOTION_SETS[motion]))
     truth = [clip.frames[t] for t in range(frames)]
     write_video(path, truth, 25)
     return truth
@@ -91,12 +92,14 @@ def similarity_frames(source_path: Path, driving: Path, ckpt: Path) -> list[np.n
     return similarity_baseline(source_path, driving, settings_for_model(config_for_checkpoint(str(ckpt), None)))
 
 
-def animate_frames(source_path: Path, driving: Path, ckpt: Path | None, render: str, out: Path) -> list[np.ndarray]:
+def animate_frames(source_path: Path, driving: Path, ckpt: Path | None, render: str, out: Path,
+                   fullres=None) -> list[np.ndarray]:
     from talkingface.recipes.animate import AnimateOptions, run_animate
     from talkingface.utils.video import iter_frames
 
     run_animate(AnimateOptions(source=str(source_path), driving=str(driving), out=str(out),
-                               ckpt=None if ckpt is None else str(ckpt), render=render, progress=False))
+                               ckpt=None if ckpt is None else str(ckpt), render=render, progress=False,
+                               fullres=fullres))
     return list(iter_frames(out))
 
 
@@ -154,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from bench_common import load_average, machine_info, result_header, result_path, write_result
-    from talkingface.recipes.animate import BUNDLED_MODEL
+    from talkingface.recipes.animate import BUNDLED_64_MODEL, BUNDLED_MODEL
 
     info = machine_info()
     header = result_header()  # before the run: the load average it started under
     print("\n".join(info.lines()) + f"\nload average: {load_average()}")
     began = time.perf_counter()
-    rows = {"static source": None, "similarity warp": None, "bundled, render model": (None, "model"),
-            "bundled, full rendering": (None, "full")}
+    rows = {"static source": None, "similarity warp": None,
+            "64 px, render model": (BUNDLED_64_MODEL, "model"), "64 px, full rendering": (BUNDLED_64_MODEL, "full"),
+            "default, render model": (BUNDLED_MODEL, "model"), "default, full rendering": (BUNDLED_MODEL, "full")}
     if args.ckpt:
         rows.update({"new model, render model": (Path(args.ckpt), "model"),
                      "new model, full rendering": (Path(args.ckpt), "full")})

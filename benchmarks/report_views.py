@@ -113,8 +113,13 @@ COMMON: dict[str, View] = {"machine": machine, "paths": paths}
 
 # --------------------------------------------------------------------------- bench_animate_quality
 _QUALITY_ROWS = {"static source": "static source", "similarity warp": "similarity warp (no learning)",
-                 "bundled, render model": "bundled model, `--render model`",
-                 "bundled, full rendering": "**bundled model, full rendering**",
+                 # rows of result files written before the 128 px default: "bundled" was the 64 px model
+                 "bundled, render model": "bundled 64 px model, `--render model`",
+                 "bundled, full rendering": "bundled 64 px model, full rendering",
+                 "64 px, render model": "previous default (64 px), `--render model`",
+                 "64 px, full rendering": "previous default (64 px), full rendering",
+                 "default, render model": "default (128 px), `--render model`",
+                 "default, full rendering": "**default (128 px), full rendering**",
                  "new model, render model": "new model, `--render model`",
                  "new model, full rendering": "**new model, full rendering**"}
 

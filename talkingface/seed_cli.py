@@ -9,17 +9,23 @@ import argparse
 import sys
 from typing import Sequence
 
-from talkingface.cli import (add_fp16_argument, add_precision_argument, add_train_arguments, meta_options_from_args,
-                             run_guarded, train_options_from_args)
+from talkingface.cli import run_guarded
 from talkingface.errors import TalkingFaceError
+from talkingface.utils.options import add_options, options_from_args
 
 PROG = "run_talkingface.py"
 MODELS = ("metaportraitbaseinference", "metaportraitbasetrain", "metaportraitsr")
 SR_TRAIN_TASKS = ("train", "pretrain", "meta")  # "meta" is the seed parser's default: --task left out means train
 SR_TEST_TASKS = ("test", "eval")
+# the training flags (`talkingface train`'s, declared on TrainOptions) the seed's metaportraitbasetrain takes
+SEED_TRAIN_OPTIONS = ("out_dir", "resume", "warp_ckpt", "data_root", "max_steps", "epochs", "ckpt_every", "log_every",
+                      "image_every", "vgg19", "random_vgg", "skip_bad", "val_data", "num_workers", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from talkingface.recipes.infer import InferOptions
+    from talkingface.recipes.train import TrainOptions
+
     p = argparse.ArgumentParser(prog=PROG, description="Seed-compatible entry point of talkingface.")
     p.add_argument("--model", required=True, help=f"one of: {', '.join(MODELS)}")
     p.add_argument("--config", required=True, help="YAML config (official schema)")
@@ -28,16 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=23.98, help="output video frame rate (inference)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=None,
                    help="frames per forward (inference; default 1 at fp32, pixel-exact; 4 at bf16/fp16)")
-    add_fp16_argument(p, " (training)", force=False)  # the one --force comes with --precision
-    add_precision_argument(p, "fp32", "Inference and --model=metaportraitsr --task Test only; fp32 (default) "
-                                      "matches the reference implementation")
+    add_options(p, TrainOptions, only=["mixed_precision"])  # --fp16 (training)
+    add_options(p, InferOptions, only=["precision", "force"])  # inference and metaportraitsr --task Test
     p.add_argument("--stage", default="Full", help="Warp | Full (training)")
     p.add_argument("--task", default="Meta", help="Pretrain | Meta | Eval (training)")
     p.add_argument("--remove_sn", action="store_true", help="remove spectral norm (meta-training)")
     p.add_argument("--input", default=None, help="metaportraitsr --task Test: frames folder or video to enhance")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     train = p.add_argument_group("training (metaportraitbasetrain)")
-    add_train_arguments(train)
+    add_options(train, TrainOptions, only=SEED_TRAIN_OPTIONS)
     return p
 
 
@@ -56,15 +61,15 @@ def _run(args: argparse.Namespace) -> None:
         if stage not in ("warp", "full"):
             raise TalkingFaceError(f"--stage must be Warp or Full, not {args.stage!r}")
         if task == "pretrain":
-            from talkingface.recipes.train import run_training
+            from talkingface.recipes.train import TrainOptions, run_training
 
-            run_training(train_options_from_args(args, stage, None, args.ckpt))
+            run_training(options_from_args(TrainOptions, args, stage=stage, init_ckpt=args.ckpt, batch_size=None))
         elif task == "meta":
             if stage != "full":
                 raise TalkingFaceError("--task Meta runs on the full model: use --stage Full")
-            from talkingface.recipes.meta_train import run_meta_training
+            from talkingface.recipes.meta_train import MetaTrainOptions, run_meta_training
 
-            run_meta_training(meta_options_from_args(args, args.ckpt, args.remove_sn))
+            run_meta_training(options_from_args(MetaTrainOptions, args))  # --ckpt, --remove_sn included
         else:
             raise TalkingFaceError(f"--task must be Pretrain or Meta, not {args.task!r}")
     elif model == "metaportraitsr":
@@ -77,7 +82,7 @@ def run_seed_sr(args: argparse.Namespace) -> None:
     """`python run_talkingface.py --model=metaportraitsr --config <sr yaml> [--ckpt ...] [--task Train|Test]`.
 
     Train: `--ckpt` is the starting point (GFPGANv1.3 or a temporal SR checkpoint);
-    the training flags of `add_train_arguments` apply. Test: enhances the config's
+    the training flags (SEED_TRAIN_OPTIONS) apply. Test: enhances the config's
     datasets.val clips (or --data) with `--ckpt` into --save_dir and scores them; with
     an `--input` (frames folder or video) it runs `enhance` on that instead.
     """
@@ -92,7 +97,7 @@ def run_seed_sr(args: argparse.Namespace) -> None:
 
         run_sr_training(SRTrainOptions(
             config=args.config, init_ckpt=get("ckpt"), out_dir=get("out_dir"), resume=get("resume"),
-            data_root=get("data_root"), device=get("device") or "auto", mixed_precision=bool(get("fp16")),
+            data_root=get("data_root"), device=get("device") or "auto", mixed_precision=bool(get("mixed_precision")),
             force=bool(get("force")), max_steps=get("max_steps"), ckpt_every=get("ckpt_every"),
             log_every=get("log_every"), image_every=get("image_every"), vgg19=get("vgg19"),
             random_vgg=bool(get("random_vgg")), num_workers=get("num_workers")))
@@ -116,5 +121,10 @@ def run_seed_sr(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed: list[argparse.Namespace] = []
+    code = run_guarded(lambda: parsed.append(build_parser().parse_args(argv)), "--debug" in argv, PROG)
+    if code:
+        return code
+    args = parsed[0]
     return run_guarded(lambda: _run(args), args.debug, PROG)

@@ -95,14 +95,14 @@ def test_two_rank_meta_step_keeps_ranks_identical(data_root, tmp_path):
 
 @pytest.mark.slow
 def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path, capsys):
-    """The bundled model (pretrained on other people) adapts to a person it never saw: held-out
-    frames of that person's clip gain several dB in 25 steps."""
-    from talkingface.recipes.animate import BUNDLED_MODEL
+    """The bundled 64 px model (pretrained on other people) adapts to a person it never saw:
+    held-out frames of that person's clip gain several dB in 25 steps."""
+    from talkingface.recipes.animate import BUNDLED_64_MODEL
     from talkingface.recipes.synth import SynthOptions, run_synth
 
     person = run_synth(SynthOptions(portraits=[str(REPO / "tests" / "data" / "faces" / "biden.jpg")],
                                     out=str(tmp_path / "person"), frames=16, seed=123, size=64, identity="dlib"))
-    result = run_personalize(PersonalizeOptions(ckpt=str(BUNDLED_MODEL), data=str(person.root),
+    result = run_personalize(PersonalizeOptions(ckpt=str(BUNDLED_64_MODEL), data=str(person.root),
                                                 out=str(tmp_path / "p.pth.tar"), steps=25, holdout=4,
                                                 random_vgg=True, batch_size=4, lr=3e-4))
     print(f"held-out PSNR {result.psnr_before:.2f} -> {result.psnr_after:.2f} dB")

@@ -122,7 +122,7 @@ def test_every_precision_verb_takes_force(argv):
 
 def test_the_seed_front_door_takes_force_once():
     args = seed_parser().parse_args(["--model=metaportraitbasetrain", "--config", "c", "--fp16", "--force"])
-    assert args.fp16 and args.force
+    assert args.mixed_precision and args.force
     assert not seed_parser().parse_args(["--model=metaportraitbaseinference", "--config", "c"]).force
 
 

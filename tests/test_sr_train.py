@@ -292,8 +292,9 @@ def test_resume_continues_exactly(sr_data, tmp_path):
     assert first.last_checkpoint.name == "net_g_1.pth"
     seed_args = argparse.Namespace(model="metaportraitsr", task="Train", config=str(cfg), ckpt=None,
                                    out_dir=str(tmp_path / "split"), resume="auto", data_root=str(data), device="cpu",
-                                   fp16=False, max_steps=2, ckpt_every=None, log_every=None, image_every=None,
-                                   vgg19=None, random_vgg=True, num_workers=None, warp_ckpt=None, epochs=None)
+                                   mixed_precision=False, max_steps=2, ckpt_every=None, log_every=None,
+                                   image_every=None, vgg19=None, random_vgg=True, num_workers=None, warp_ckpt=None,
+                                   epochs=None)
     run_seed_sr(seed_args)
     a = torch.load(tmp_path / "whole" / "net_g_2.pth", weights_only=True)
     b = torch.load(tmp_path / "split" / "net_g_2.pth", weights_only=True)

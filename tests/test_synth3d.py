@@ -219,7 +219,8 @@ def test_run_synth_with_turns_and_expressions(tmp_path):
 
     args = build_parser().parse_args(["synth", "--portrait", "x.jpg", "--out", "o", "--max-yaw", "20",
                                       "--max-pitch", "12", "--smile", "0.15", "--brow", "0.03", "--teeth", "0.8"])
-    assert (args.max_yaw, args.max_pitch, args.smile, args.brow, args.teeth) == (20, 12, 0.15, 0.03, 0.8)
+    turns = (args.max_yaw_deg, args.max_pitch_deg, args.smile_max, args.brow_max, args.teeth)  # MotionSpec's fields
+    assert turns == (20, 12, 0.15, 0.03, 0.8)
     spec = MotionSpec(max_yaw_deg=20, max_pitch_deg=12, smile_max=0.15, smoothness=4)
     result = run_synth(SynthOptions(portraits=[str(FACES / "obama.jpg")], out=str(tmp_path / "ds"), frames=4,
                                     seed=2, size=128, spec=spec))

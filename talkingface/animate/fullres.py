@@ -1,6 +1,6 @@
 """Full-resolution rendering: the model's motion applied to the photo's own pixels.
 
-The generator renders at its training size (64 px for the bundled model, 256 for the
+The generator renders at its training size (128 or 64 px for the bundled models, 256 for the
 official one), but what it predicts first is a dense deformation of the source crop,
 and a deformation does not depend on resolution. So each output frame is made at the
 source crop's own resolution:
@@ -8,7 +8,8 @@ source crop's own resolution:
 1. Warp: the deformation (h x w x 2 sampling grid) is resized to the native crop and
    samples the native source crop with bicubic interpolation (bilinear sampling at
    sub-pixel offsets alone halves the sharpness of a face). Every pixel the warp can
-   supply keeps the photo's detail.
+   supply keeps the photo's detail. The deformation's displacement is low-passed first
+   (small wobbles inside the face cost the person) and corrected towards the landmarks.
 2. Generate: where the warp cannot supply the pixels, the generator's output (resized
    up) is used: the mouth opening (inner-lip polygon of the rendered pose), eyes that
    close further than in the photo (blinks), and what the model's occlusion map marks
@@ -54,6 +55,8 @@ class FullResSettings:
     snap: float = 0.5  # 0..1: how far the warp is corrected to carry each source landmark exactly onto the pose's
     lip_snap: float = 0.5  # the same for the lip landmarks alone (1.0 tried: see docs/animate_quality.md)
     snap_sigma: float = 0.05  # reach of each landmark's correction (Gaussian sigma), x the face size
+    flow_smooth: float = 0.2  # Gaussian sigma, x the face size, of a low-pass on the model's displacement field
+    #   before the snap (0: none): keeps the head and jaw motion, drops small in-face wobble
     mouth_interior: float = 1.0  # 0..1: how much of a generated mouth opening is built from the photo (its teeth
     #   carried by each jaw over a cavity shaded from its lip colour) rather than the generator's own mouth
     cavity_shade: tuple[float, float] = (0.5, 0.2)  # the cavity's colour x the lip colour, at its edge and its centre
@@ -139,6 +142,22 @@ def landmark_correction(deformation: np.ndarray, pose01: np.ndarray, source01: n
     spread = np.stack([(wy * residual[:, c]) @ wx.T for c in range(2)], axis=-1)  # size x size x 2
     # exp(-2): the weight of one landmark two sigmas away; inside the face the weights sum far above it
     return spread / (total + np.exp(-2.0))[..., None]
+
+
+def smooth_deformation(deformation: np.ndarray, sigma_cells: float) -> np.ndarray:
+    """The h x w x 2 sampling grid with its displacement from the identity grid Gaussian-blurred
+    (sigma in grid cells, edges replicated): the identity part is kept exactly."""
+    import cv2
+
+    if sigma_cells <= 0.1:
+        return deformation
+    h, w = deformation.shape[:2]
+    # the model's identity grid (models.layers.coordinate_grid: -1 and 1 at the first and last cell)
+    xs, ys = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
+    identity = np.stack([xs, ys], axis=-1)
+    displacement = cv2.GaussianBlur(np.ascontiguousarray(deformation - identity, dtype=np.float32), (0, 0),
+                                    sigmaX=sigma_cells, sigmaY=sigma_cells, borderType=cv2.BORDER_REPLICATE)
+    return identity + displacement
 
 
 def warp_native(source: torch.Tensor, deformation: np.ndarray, correction: np.ndarray | None = None) -> np.ndarray:
@@ -315,11 +334,13 @@ class FullResComposer:
         points = np.asarray(item.pose, dtype=np.float64) * n
         if item.deformation is None:
             raise ValueError("full-resolution rendering needs the model's deformation")
+        deformation = smooth_deformation(item.deformation, self.s.flow_smooth * self.face / n
+                                         * item.deformation.shape[0])  # h x w x 2
         correction = None
         if self.s.snap > 0 or self.s.lip_snap > 0:
-            correction = landmark_correction(item.deformation, item.pose, self.source_points / n,
+            correction = landmark_correction(deformation, item.pose, self.source_points / n,
                                              self.s.snap_sigma * self.face / n, strength=self.snap_strength)
-        warped = warp_native(self.source, item.deformation, correction)  # n x n x 3
+        warped = warp_native(self.source, deformation, correction)  # n x n x 3
         generated = item.crop if item.crop.shape[0] == n else cv2.resize(item.crop, (n, n),
                                                                           interpolation=cv2.INTER_CUBIC)
         generated = generated.astype(np.float32)

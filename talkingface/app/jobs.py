@@ -13,11 +13,12 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from talkingface.errors import CheckpointError, ConfigError, DataError
+from talkingface.utils.options import device_option, option, vgg19_option
 
 BUNDLED_CHOICE = "bundled default"  # the model menu's entry for AnimateOptions(ckpt=None)
 SR_HINT = ("none is bundled; the operator puts temporal_gfpgan.pth or one from train-sr in --models-dir "
@@ -30,20 +31,26 @@ def default_work_dir() -> Path:
 
 @dataclass
 class AppSettings:
-    work_dir: Path = field(default_factory=default_work_dir)  # job folders go to work_dir/jobs
-    max_seconds: float = 60.0  # longest video accepted (driving, portrait, personalise and enhance uploads)
+    work_dir: Path = option(default_factory=default_work_dir,  # job folders go to work_dir/jobs
+                            help="Folder for the jobs' files, a new subfolder per job (default: <system "
+                                 "temp>/talkingface-app).")
+    max_seconds: float = option(60.0, "Longest video accepted (driving, portrait, personalise and enhance "
+                                      "uploads), in seconds.")
     max_steps: int = 1000  # most personalisation steps one request may ask for
     max_text: int = 1000  # longest text the Speak tab speaks, in characters
     keep_hours: float = 24.0  # finished job folders older than this are deleted when a new job starts
-    device: str = "auto"
-    vgg19: str | None = None  # personalisation: VGG19 weights (default: $TALKINGFACE_VGG19 or the torch hub cache)
+    device: str = device_option()
+    vgg19: str | None = vgg19_option("Personalisation: ")  # default: $TALKINGFACE_VGG19 or the torch hub cache
     random_vgg: bool = False  # smoke tests only: personalise with an untrained VGG19
-    models_dir: Path | None = None  # checkpoints (*.pth, *.pth.tar, *.pt) offered in the model menus; None: none
-    allow_server_paths: bool = False  # accept checkpoint paths typed on the page (any file the server can read)
-    max_upload_mb: float = 200.0  # largest upload Gradio accepts, in MB (10^6 bytes)
-    max_image_side: int = 4096  # longest side of an uploaded image or video frame, in pixels
-    job_timeout: float = 600.0  # seconds a job may run before the page stops waiting for it
-    queue_size: int = 8  # jobs that may wait for their turn; past it a request is told the server is busy
+    models_dir: Path | None = option(None, "Folder of checkpoints (*.pth, *.pth.tar, *.pt; subfolders too) offered in "
+                                           "the page's model and super-resolution menus, besides the bundled model and "
+                                           "the session's personalised ones.")
+    allow_server_paths: bool = option(False, "Also accept checkpoint paths typed on the page: any file the server "
+                                             "can read. Only for people you trust.")
+    max_upload_mb: float = option(200.0, "Largest upload accepted, in MB (10^6 bytes).")
+    max_image_side: int = option(4096, "Longest side of an uploaded image or video frame, in pixels.")
+    job_timeout: float = option(600.0, "Seconds a job may run; past it the job is stopped and the page says so.")
+    queue_size: int = option(8, "Jobs that may wait while one runs; past it the page says the server is busy.")
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)

@@ -14,43 +14,54 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from talkingface.errors import CheckpointError, ConfigError, DataError
+from talkingface.utils.options import (device_option, force_option, option, precision_option, render_option,
+                                       vgg19_option)
 from talkingface.utils.paths import refuse_overwrite
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "bundled_64.pth.tar"
+if TYPE_CHECKING:
+    from talkingface.animate.fullres import FullResSettings
+
+# the default model: 128 px, trained with head turns (docs/bundled_model.md)
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "bundled_128.pth.tar"
+# the previous default: 64 px, in-plane motion only, a quarter of the compute (`--ckpt` it for speed)
+BUNDLED_64_MODEL = BUNDLED_MODEL.with_name("bundled_64.pth.tar")
 OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 and AAC
 RENDER_MODES = ("full", "model")  # as talkingface.animate.pipeline.RENDER_MODES (kept import-light here)
 
 
 @dataclass
 class AnimateOptions:
-    source: str  # portrait photo, or a video of the person
-    driving: str  # the video whose motion (and audio) is transferred
-    out: str = "animated.mp4"
-    ckpt: str | None = None  # default: the bundled model (BUNDLED_MODEL)
-    config: str | None = None  # default: the config stored in the checkpoint
-    relative: bool = True  # relative motion; False: absolute
-    find_best_frame: bool = False
-    crop_only: bool = False  # the generated crops at the model's size, no paste-back
-    render: str = "full"  # full: the model's motion applied to the photo's own pixels; model: its output upsampled
-    batch_size: int = 8
-    personalize: int = 0  # steps of personalisation on a source video first (0: none)
-    enhance: bool = False  # temporal super-resolution of the crops (needs sr_ckpt)
-    sr_ckpt: str | None = None
-    device: str = "auto"
-    precision: str = "auto"  # fp32, bf16, fp16, or auto: the fastest that stays >= 40 dB PSNR against fp32
-    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
+    source: str = option(help="The portrait: a photo (.jpg, .png, ...) or a video of the person.")
+    driving: str = option(help="The video whose motion and audio are transferred.")
+    out: str = option("animated.mp4", "Output video (.mp4, .mov, .mkv or .m4v).")
+    ckpt: str | None = option(None, "A mediapipe478 model checkpoint (default: the bundled model).")
+    config: str | None = option(None, "Model config (default: the one stored in the checkpoint).")
+    relative: bool = option(True, "Absolute motion: use the driving landmarks as they are (default: relative "
+                                  "motion).", flag="--absolute")
+    find_best_frame: bool = option(False, "Measure motion from the driving frame most like the source (default: "
+                                          "the first with a face).")
+    crop_only: bool = option(False, "Write the generated face crops at the model's size, no paste-back.")
+    render: str = render_option()
+    batch_size: int = option(8, "Driving frames per forward pass.")
+    personalize: int = option(0, "First fine-tune N steps on the source (a video of the person).", metavar="N")
+    enhance: bool = option(False, "Temporal super-resolution of the crops (needs --sr-ckpt).")
+    sr_ckpt: str | None = option(None, "Temporal super-resolution weights (not bundled).")
+    device: str = device_option()
+    precision: str = precision_option("auto", "Default auto (checked on the source before rendering)")
+    force: bool = force_option()
     feather: float = 0.1  # paste-back blend band, fraction of the crop side
     smooth: bool = True  # temporal smoothing of the driving landmarks
-    vgg19: str | None = None  # --personalize: VGG19 weights for the perceptual loss
+    vgg19: str | None = vgg19_option("--personalize: ")
     random_vgg: bool = False  # --personalize smoke tests only: an untrained VGG19
     seed: int = 0
     progress: bool = True
+    fullres: FullResSettings | None = None  # full rendering's settings (Python API only; None: the defaults)
 
 
 @dataclass
@@ -197,7 +208,8 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
     device = resolve_device(opts.device)
     settings = settings_for_model(cfg, relative=opts.relative, find_best_frame=opts.find_best_frame,
                                   crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
-                                  smooth=opts.smooth, render=opts.render)
+                                  smooth=opts.smooth, render=opts.render,
+                                  **({} if opts.fullres is None else {"fullres": opts.fullres}))
 
     # Faces before the slow steps (personalisation, model loads): a missing face fails in seconds.
     source = load_source(source_path, settings)

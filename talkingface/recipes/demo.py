@@ -17,20 +17,21 @@ from PIL import Image
 
 from talkingface.errors import DataError
 from talkingface.recipes.animate import AnimateOptions, AnimateResult, run_animate
+from talkingface.utils.options import device_option, force_option, option, precision_option, render_option
 
 DEMO_DRIVING = Path(__file__).resolve().parents[1] / "assets" / "demo" / "driving.mp4"
 
 
 @dataclass
 class DemoOptions:
-    out: str = "demo.mp4"
-    source: str | None = None  # default: the Grace Hopper portrait matplotlib ships
-    driving: str | None = None  # default: DEMO_DRIVING
-    ckpt: str | None = None  # default: the bundled model
-    precision: str = "auto"
-    force: bool = False  # keep a bf16 / fp16 the device only emulates
-    device: str = "auto"
-    render: str = "full"  # full-resolution rendering, or "model" (the model's output upsampled)
+    out: str = option("demo.mp4", "Output video.")
+    source: str | None = option(None, "Your own portrait instead of the Grace Hopper photo (matplotlib ships it).")
+    driving: str | None = option(None, "Your own driving video instead of the bundled one (DEMO_DRIVING).")
+    ckpt: str | None = option(None, "A mediapipe478 model instead of the bundled one.")
+    precision: str = precision_option("auto", "Default auto")
+    force: bool = force_option()
+    device: str = device_option()
+    render: str = render_option()
 
 
 def demo_portrait() -> np.ndarray:

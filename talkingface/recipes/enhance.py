@@ -17,6 +17,7 @@ from tqdm import tqdm
 from talkingface.errors import DataError, TalkingFaceError
 from talkingface.inference.sr import Chunking, InputResizedWarning, iter_planned, plan_windows, sample_clip
 from talkingface.utils.images import image_size, list_images, read_image, save_png, to_tensor, to_uint8_round
+from talkingface.utils.options import device_option, force_option, option, precision_option
 from talkingface.utils.paths import refuse_overwrite
 
 
@@ -106,18 +107,23 @@ def read_frames(clip: InputClip, size: int) -> Iterator[np.ndarray]:
 # --------------------------------------------------------------------------- recipe
 @dataclass
 class EnhanceOptions:
-    input: str  # frames folder or video
-    ckpt: str  # temporal_gfpgan.pth (official) or one of ours
-    out: str  # folder of PNGs, or a video file (.mp4, ...)
-    window: int | None = None  # frames per pass; default 2 * overlap + 16 (16 in reference mode)
-    overlap: int | None = None  # context frames each side; default the network's temporal radius
-    batch_size: int = 1  # windows per forward pass
-    chunking: Chunking = "overlap"
-    device: str = "auto"
-    weights: str = "auto"  # params_ema (preferred by auto) or params
-    fps: float = 25.0  # output frame rate for a frames-folder input written as video
-    precision: str = "auto"  # fp32, bf16, fp16, or auto: the fastest measured to stay >= 40 dB (docs/performance.md)
-    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
+    input: str = option(help="Folder of .png/.jpg frames (square face crops) or a video file.")
+    ckpt: str = option(help="temporal_gfpgan.pth (official) or a checkpoint of ours.")
+    out: str = option(help="Output: a folder of PNGs, or a video file (.mp4) that keeps the input video's fps and "
+                           "audio.")
+    window: int | None = option(None, "Frames per forward pass (default: 16 new frames + the context; 16 with "
+                                      "reference chunking).")
+    overlap: int | None = option(None, "Context frames each side (default: the network's temporal radius, 14; "
+                                       "exact).")
+    batch_size: int = option(1, "Windows per forward pass.")
+    chunking: Chunking = option("overlap", "overlap: windows with context, equal to a whole-clip pass; reference: "
+                                           "independent 16-frame chunks like the official test script.")
+    device: str = device_option()
+    weights: str = option("auto", "Which weights of a BasicSR checkpoint (auto: params_ema when present).",
+                          choices=("auto", "params_ema", "params"))
+    fps: float = option(25.0, "Frame rate when a frames folder is written as video.")
+    precision: str = precision_option("auto", "Default auto")  # measured: docs/performance.md
+    force: bool = force_option()
 
 
 @dataclass

@@ -30,6 +30,7 @@ from talkingface.utils.device import resolve_device
 from talkingface.utils import images
 from talkingface.utils.images import IMAGE_EXTENSIONS, list_images
 from talkingface.utils.atomic import check_writable
+from talkingface.utils.options import device_option, option
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video, write_video
 
@@ -42,20 +43,24 @@ DEFAULT_FPS = 25.0
 
 @dataclass
 class EvaluateOptions:
-    pred: str
-    gt: str
-    out: str
-    source: str | None = None  # source image: CSIM against it, and the video's first column
-    lpips_alexnet: str | None = None
-    lpips_lin: str | None = None
-    inception: str | None = None
-    arcface: str | None = None
-    fps: float | None = None  # side-by-side video; default: the inputs' rate, else 25
-    write_video: bool = True
-    face_metrics: bool = True
-    temporal: bool = True
-    device: str = "auto"
-    batch_size: int = 8
+    pred: str = option(help="Predicted frames: a folder of images or a video file.")
+    gt: str = option(help="Ground-truth (or driving) frames: a folder of images or a video.")
+    out: str = option(help="Report folder: per_frame.csv, summary.json, metrics.png, side_by_side.mp4.")
+    source: str | None = option(None, "Source image: CSIM against it (cross-identity runs) and the first column of "
+                                      "the side-by-side video.")
+    lpips_alexnet: str | None = option(None, "torchvision AlexNet weights (alexnet-owt-7be5be79.pth); default "
+                                             "$TALKINGFACE_LPIPS_ALEXNET, then $TORCH_HOME/hub/checkpoints/.")
+    lpips_lin: str | None = option(None, "LPIPS v0.1 linear layers (alex.pth); default $TALKINGFACE_LPIPS_LIN.")
+    inception: str | None = option(None, "Inception-v3 weights for FID (pt_inception-2015-12-05 or torchvision's); "
+                                         "default $TALKINGFACE_INCEPTION, then $TORCH_HOME/hub/checkpoints/.")
+    arcface: str | None = option(None, "ArcFace ONNX model for CSIM (needs onnxruntime); default: dlib's face "
+                                       "descriptor.")
+    fps: float | None = option(None, "Side-by-side video rate; default the inputs' rate, else 25.")
+    write_video: bool = option(True, "Skip the side-by-side video.", flag="--no-video")
+    face_metrics: bool = option(True, "Skip CSIM and AKD (the slowest part on CPU).")
+    temporal: bool = option(True, "Skip the warping error.")
+    device: str = device_option(" (LPIPS and FID networks)")
+    batch_size: int = option(8, "Frames per LPIPS / Inception pass.")
 
 
 @dataclass

@@ -15,10 +15,24 @@ from typing import TYPE_CHECKING
 from talkingface.checkpoints.official import (checkpoint_meta, config_for_checkpoint, load_generator, read_checkpoint,
                                               save_checkpoint)
 from talkingface.errors import CheckpointError, TalkingFaceError
+from talkingface.utils.options import option
 from talkingface.utils.paths import refuse_overwrite
 
 if TYPE_CHECKING:
     from talkingface.inference.onnx import OnnxExport
+
+
+@dataclass
+class ExportOptions:
+    """What `talkingface export` writes: a snapshot (out), ONNX graphs (onnx), or both."""
+
+    ckpt: str = option(help="Training checkpoint (ours or official layout).")
+    out: str | None = option(None, "Snapshot to write (official layout, model config inside).")
+    onnx: str | None = option(None, "Write the generator for ONNX Runtime: OUT.onnx (per frame) and "
+                                    "OUT.encoder.onnx (source encoder); fp32, any batch. Needs the onnx extra: "
+                                    'pip install -e ".[onnx]".',
+                              metavar="OUT.onnx")
+    config: str | None = option(None, "Model config (default: the one stored in the checkpoint).")
 
 
 @dataclass

@@ -37,6 +37,7 @@ from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.atomic import atomic_dir, atomic_path
 from talkingface.utils.device import resolve_device
 from talkingface.utils.images import save_png
+from talkingface.utils.options import device_option, force_option, option, precision_option
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import write_video
 
@@ -47,18 +48,22 @@ LOW_PRECISION_BATCH = 4
 
 @dataclass
 class InferOptions:
-    config: str
-    ckpt: str
-    data_root: str | None = None  # default: the config's dataset root
-    save_dir: str = "./saved"
-    fps: float = 23.98
-    batch_size: int | None = None  # None: 1 at fp32 (pixel-exact with the reference), 4 at bf16 / fp16
-    device: str = "auto"
-    write_video: bool = True
-    evaluate: bool = False  # score the reconstruction against the driving frames (report in save_dir/eval)
-    precision: str = "fp32"  # fp32 (exact), bf16, fp16 or auto (the fastest measured to stay >= 40 dB)
-    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
-    keep_partial: bool = False  # on failure keep the PNGs written so far in <save_dir>/output_<H>.partial
+    config: str = option(help="Model/data YAML (official schema).")
+    ckpt: str = option(help="Base-model checkpoint (official format or ours).")
+    data_root: str | None = option(None, "Dataset root; defaults to the config's dataset root.", flag="--data")
+    save_dir: str = option("./saved", "Output folder: out/output_256/*.png and out/out_256.mp4.", flag="--out")
+    fps: float = option(23.98, "Frame rate of the output video.")
+    batch_size: int | None = option(None, "Driving frames per forward pass (default: 1 at fp32, pixel-exact; 4 at "
+                                          "bf16/fp16).")
+    device: str = device_option()
+    write_video: bool = option(True, "Write the PNG frames only.", flag="--no-video")
+    evaluate: bool = option(False, "Score the self-reconstruction against the driving frames (report in OUT/eval).",
+                            flag="--eval")
+    precision: str = precision_option("fp32", "fp32 (default) matches the reference implementation pixel for pixel")
+    force: bool = force_option()
+    keep_partial: bool = option(False, "On failure keep the frames written so far in OUT/output_256.partial (by "
+                                       "default a failed run leaves no frames and no video: both appear only when "
+                                       "complete).")
 
 
 @dataclass

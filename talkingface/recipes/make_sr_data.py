@@ -34,6 +34,7 @@ from tqdm import tqdm
 from talkingface.data.official import Frame, read_source_map, scan_frames
 from talkingface.errors import CheckpointError, DataError, TalkingFaceError
 from talkingface.utils.atomic import atomic_path
+from talkingface.utils.options import device_option, option
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.images import image_size, read_image, save_png
 
@@ -52,14 +53,14 @@ class DegradationSettings:
 
 @dataclass
 class MakeSRDataOptions:
-    data: str  # official-layout dataset at the GT size
-    out: str
-    ckpt: str | None = None  # base-model checkpoint: LQ = its self-reconstruction
-    config: str | None = None  # the base model's config (required with ckpt)
-    degrade: bool = False  # LQ by degradation even if a checkpoint is given (then it is an error)
-    seed: int = 0
-    batch_size: int = 1
-    device: str = "auto"
+    data: str = option(help="Official-layout dataset at the GT size (preprocess --size 512).")
+    out: str = option(help="Output folder: <clip>/lq/*.png and <clip>/gt/*.png; reruns resume.")
+    ckpt: str | None = option(None, "Base-model checkpoint: LQ = its self-reconstruction at 256.")
+    config: str | None = option(None, "The base model's config (with --ckpt).")
+    degrade: bool = option(False, "LQ by blur, x0.5, noise and JPEG instead (the default when no --ckpt is given).")
+    seed: int = option(0, "Degradation seed: the same seed gives the same files.")
+    batch_size: int = option(1, "Frames per base-model forward pass.")
+    device: str = device_option()
     degradation: DegradationSettings = field(default_factory=DegradationSettings)
 
 

@@ -38,27 +38,30 @@ from talkingface.training.optim import adam, generator_param_groups, sanitize_an
 from talkingface.training.runs import discard_if_unfinished, run_folder, write_run_record
 from talkingface.training.state import restore_rng
 from talkingface.utils.device import resolve_device
+from talkingface.utils.options import device_option, force_option, fp16_option, option, vgg19_option
 from talkingface.utils.paths import refuse_overwrite
 
 
 @dataclass
 class MetaTrainOptions:
-    config: str
-    ckpt: str | None = None  # full-stage checkpoint to start from
-    remove_sn: bool = False  # fold spectral norm into plain weights first (outputs unchanged)
-    out_dir: str | None = None  # default: saved/ckpt_meta_train/<exp_name>
-    resume: str | None = None  # a checkpoint path or "auto"
-    data_root: str | None = None  # a dataset folder or a shard set (default: the config's dataset root)
-    device: str = "auto"
-    mixed_precision: bool = False  # --fp16: autocast in the inner loop (`mixed_precision_dtype`)
-    force: bool = False  # keep it even where the device only emulates it
-    max_steps: int | None = None
-    epochs: int | None = None
-    ckpt_every: int | None = None
-    log_every: int | None = None
-    vgg19: str | None = None
-    random_vgg: bool = False
-    skip_bad: bool = False  # shard sets: leave out truncated shards with a warning instead of stopping
+    config: str = option(help="Meta-training YAML (official schema).")
+    ckpt: str | None = option(None, "Full-stage checkpoint to start from.")
+    remove_sn: bool = option(False, "Fold spectral norm into plain weights first (outputs unchanged).")
+    out_dir: str | None = option(None, "Checkpoint/log folder (default: saved/ckpt_meta_train/<exp_name>).",
+                                 flag="--out")
+    resume: str | None = option(None, "Checkpoint to resume, or 'auto' for the newest in --out.")
+    data_root: str | None = option(None, "Dataset root, or a shard set: its folder or a brace pattern such as "
+                                         "'shards/shard-{000000..000099}.tar' (overrides the config).", flag="--data")
+    device: str = device_option()
+    mixed_precision: bool = fp16_option(" in the inner loop")  # autocast (`mixed_precision_dtype`)
+    force: bool = force_option()
+    max_steps: int | None = option(None, "Stop after this many iterations (with a checkpoint).")
+    epochs: int | None = option(None, "Override train.epochs.")
+    ckpt_every: int | None = option(None, "Override train.ckpt_save_iter_freq.")
+    log_every: int | None = option(None, "Override train.print_freq.")
+    vgg19: str | None = vgg19_option()
+    random_vgg: bool = option(False, "Smoke tests only: untrained VGG19 for the perceptual loss.")
+    skip_bad: bool = option(False, "Skip unreadable frames, and truncated or corrupt shards, with a warning.")
 
 
 @dataclass

@@ -31,27 +31,30 @@ from talkingface.training.adaptation import AdaptSettings, adapt
 from talkingface.training.common import load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.utils.atomic import atomic_path, check_writable
 from talkingface.utils.device import resolve_device
+from talkingface.utils.options import device_option, force_option, fp16_option, option, vgg19_option
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.video import VIDEO_EXTENSIONS
 
 
 @dataclass
 class PersonalizeOptions:
-    ckpt: str
-    data: str  # an official-layout dataset folder, a shard set (folder or brace pattern), or a video of the person
-    out: str = "personalized.pth.tar"
-    steps: int | None = None  # stop after this many steps ...
-    seconds: float | None = None  # ... or after this much wall time
-    config: str | None = None  # default: the config stored in the checkpoint (official: the 256 eval config)
-    holdout: int = 4  # frames kept out of training for the before/after PSNR
-    batch_size: int = 4
-    lr: float | None = None  # default: the config's inner_lr_generator
-    vgg19: str | None = None
-    random_vgg: bool = False
-    device: str = "auto"
-    seed: int = 0
-    mixed_precision: bool = False  # --fp16: autocast (`mixed_precision_dtype`)
-    force: bool = False  # keep it even where the device only emulates it
+    ckpt: str = option(help="Base checkpoint (ideally meta-trained).")
+    data: str = option(help="The person: an official-layout dataset folder, a shard set (folder or brace pattern) "
+                            "or a video.")
+    out: str = option("personalized.pth.tar", "Output checkpoint.")
+    steps: int | None = option(None, "Number of fine-tuning steps.", one_of="budget")
+    seconds: float | None = option(None, "Wall-time budget in seconds.", one_of="budget")
+    config: str | None = option(None, "Model config (default: the one stored in the checkpoint; official: the 256 "
+                                      "eval config).")
+    holdout: int = option(4, "Frames held out for the before/after PSNR.")
+    batch_size: int = option(4, "Frames per fine-tuning step.")
+    lr: float | None = option(None, "Learning rate (default: train.inner_lr_generator).")
+    vgg19: str | None = vgg19_option()
+    random_vgg: bool = option(False, "Smoke tests only: untrained VGG19.")
+    device: str = device_option()
+    seed: int = option(0, "Seed of the frame sampling and initialisation.")
+    mixed_precision: bool = fp16_option()  # autocast (`mixed_precision_dtype`)
+    force: bool = force_option()
 
 
 @dataclass

@@ -22,34 +22,50 @@ from talkingface.preprocess.pipeline import SCHEME, VideoResult, VideoSettings, 
 from talkingface.preprocess.shard_store import ShardStore
 from talkingface.preprocess.sources import InputItem, Shard, expand_inputs
 from talkingface.preprocess.store import DatasetStore
+from talkingface.utils.options import option, shard_size_option
 from talkingface.utils.paths import refuse_overwrite
 
 
 @dataclass
 class PreprocessOptions:
-    inputs: list[str]
-    out: str
-    size: int | None = None  # crop size; default 256 (or the config's frame_shape)
-    config: str | None = None  # a mediapipe478 model config: crop settings and size from its dataset block
-    crop_expand: float | None = None  # default 1.3 (or the config's)
-    crop_offset_y: float | None = None  # default 0.2 (or the config's)
-    moving_box: bool | None = None  # default: static box (the config's static_bbox)
-    source_frame: int | None = None
-    min_confidence: float = 0.5
-    smooth: bool = True
-    image_fps: float = 25.0
-    max_frames: int | None = None
-    preview: bool = False
-    shard: str | None = None  # "K/N", K 0-based
-    # inputs at once: worker processes of this machine (default 1); with ray="local": the CPUs of the
-    # local Ray instance (default: all cores)
-    workers: int | None = None
-    ray: str | None = None  # one Ray task per input: "auto", "local" or a cluster address (None: no Ray)
-    ray_retries: int = 3  # Ray: further attempts at an input whose worker died or hit an I/O error
-    format: str = "folder"  # "folder": the official layout; "shards": WebDataset shards (talkingface/data/shards.py)
-    shard_bytes: int = DEFAULT_SHARD_BYTES  # format "shards": a shard closes at the first input end past this size
-    scene_split: bool = True  # split inputs at scene cuts, one identity per person (False: one per input)
-    scene_threshold: float | None = None  # cut detector's change-score threshold, 0..1 (default 0.3)
+    inputs: list[str] = option(help="Video files, folders of frames, or folders searched recursively for both.",
+                               positional=True, metavar="INPUT")
+    out: str = option(help="Dataset folder (official layout + meta.json); re-runs resume it.")
+    size: int | None = option(None, "Crop size: 256 (default) or 512 for super-resolution data.")
+    config: str | None = option(None, "A mediapipe478 model config: size and crop settings from it (its dataset "
+                                      "block).")
+    crop_expand: float | None = option(None, "Crop side / face-box side (default 1.3, or the config's).")
+    crop_offset_y: float | None = option(None, "Crop centre moves down by this x face-box height (default 0.2, or "
+                                               "the config's).")
+    moving_box: bool | None = option(None, "Follow the face with a smoothed box (default: one static box per video, "
+                                           "or the config's static_bbox).")
+    source_frame: int | None = option(None, "Frame index of the source portrait (default: the first near-frontal "
+                                            "frame).")
+    min_confidence: float = option(0.5, "Face confidence below which a frame is dropped.")
+    smooth: bool = option(True, "Keep raw per-frame landmarks (no temporal smoothing).")
+    image_fps: float = option(25.0, "Frame rate recorded for folders of images.", flag="--fps")
+    max_frames: int | None = option(None, "Stop each input after this many frames.")
+    preview: bool = option(False, "Also write <out>/<k>/preview.mp4 with landmarks drawn.")
+    shard: str | None = option(None, "Process only shard K of N (K from 0) of the sorted inputs; merge shards with "
+                                     "merge-data (for machines without Ray; --ray spreads one run over a cluster).",
+                               metavar="K/N")
+    workers: int | None = option(None, "Inputs processed at once in worker processes (default 1); with --ray local: "
+                                       "the local Ray instance's CPUs (default: all cores).")
+    ray: str | None = option(None, "One Ray task per input. auto (the default value): the cluster Ray finds "
+                                   "(RAY_ADDRESS, or one started here with `ray start`), else a local instance of all "
+                                   "cores; local: a new local instance (--workers CPUs); ADDRESS: a cluster's "
+                                   'HOST:PORT. Needs pip install -e ".[scale]".',
+                             nargs="?", const="auto", metavar="auto|local|ADDRESS")
+    ray_retries: int = option(3, "--ray: further attempts at an input whose worker died or hit an I/O error.",
+                              flag="--retries")
+    format: str = option("folder", "folder: the official layout; shards: WebDataset tar shards for training I/O at "
+                                   "scale (--shard-size each).", choices=("folder", "shards"))
+    # format "shards": a shard closes at the first input end past this size
+    shard_bytes: int = shard_size_option(DEFAULT_SHARD_BYTES)
+    scene_split: bool = option(True, "One identity per input, as if it had no scene cuts (default: split each input "
+                                     "at cuts and make one identity per person).")
+    scene_threshold: float | None = option(None, "Scene-cut threshold on the frame change score, 0..1 (default 0.3; "
+                                                 "lower finds more cuts).")
 
 
 FORMATS = ("folder", "shards")
@@ -261,10 +277,11 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
 # ------------------------------------------------------------------ validate-data, merge-data
 @dataclass
 class ValidateOptions:
-    root: str
-    scheme: str | None = None  # default: from meta.json, else from the landmark shape
-    identity_dim: int | None = None  # default: whatever the dataset's src_{k}_id.npy files hold (must agree)
-    check_images: bool = True  # decode every image (slower); else check PNG headers only
+    root: str = option(help="Dataset folder.", positional=True)
+    scheme: str | None = option(None, "dense669 or mediapipe478 (default: from meta.json or the files).")
+    identity_dim: int | None = option(None, "Expected identity size (256 official, 128 dlib; default: whatever the "
+                                            "dataset's src_{k}_id.npy files hold, which must agree).")
+    check_images: bool = option(True, "Read image headers only instead of decoding every image.", flag="--quick")
     max_problems_shown: int = 20
 
 
@@ -281,10 +298,10 @@ def run_validate(opts: ValidateOptions):
 
 @dataclass
 class MergeOptions:
-    inputs: list[str]
-    out: str
-    force: bool = False  # replace an existing --out
-    link: bool = True  # hard-link files when on the same file system (else copy)
+    inputs: list[str] = option(help="Datasets to join, in order.", positional=True, metavar="ROOT")
+    out: str = option(help="New dataset folder.")
+    force: bool = option(False, "Replace --out if it exists.")
+    link: bool = option(True, "Copy files (default: hard-link when on one file system).", flag="--copy")
 
 
 def run_merge(opts: MergeOptions):
@@ -299,9 +316,10 @@ def run_merge(opts: MergeOptions):
 
 @dataclass
 class PackOptions:
-    root: str  # an official-layout dataset folder, either landmark scheme
-    out: str  # the new shard folder
-    shard_bytes: int = DEFAULT_SHARD_BYTES  # target size of a shard
+    root: str = option(help="Dataset folder (official layout, either landmark scheme).", positional=True,
+                       metavar="DATASET")
+    out: str = option(help="New shard folder: shard-*.tar and index.json.")
+    shard_bytes: int = shard_size_option(DEFAULT_SHARD_BYTES)
 
 
 def run_pack(opts: PackOptions):

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from talkingface.errors import ConfigError, DataError
 from talkingface.recipes.animate import OUTPUT_EXTENSIONS, RENDER_MODES, default_checkpoint
+from talkingface.utils.options import device_option, force_option, option, precision_option, render_option
 from talkingface.utils.paths import refuse_overwrite
 
 MAX_FPS = 120.0
@@ -30,21 +31,27 @@ MAX_FPS = 120.0
 
 @dataclass
 class SpeakOptions:
-    source: str  # the portrait: a photo (or a video of the person: its most frontal early frame is used)
-    out: str = "speak.mp4"
-    audio: str | None = None  # speech audio (wav, mp3, m4a, a video's sound, ...); or text
-    text: str | None = None  # words to speak with espeak-ng (then also the transcript)
-    transcript: str | None = None  # with audio: the words spoken, for forced alignment (else phoneme recognition)
-    ckpt: str | None = None  # a mediapipe478 model; default: the bundled model
-    fps: float = 25.0  # frame rate of the video
-    head_motion: float = 1.0  # 0..1: scale of the idle head motion
-    save_landmarks: str | None = None  # also write the driving landmark track to this .npz
-    render: str = "full"  # full: the model's motion on the photo's own pixels; model: its output upsampled
+    source: str = option(help="The portrait: a photo (.jpg, .png, ...) or a video of the person (its most frontal "
+                              "early frame is used).")
+    out: str = option("speak.mp4", "Output video (.mp4, .mov, .mkv or .m4v), as long as the audio.")
+    audio: str | None = option(None, "Speech audio (.wav, .mp3, .m4a, or a video's sound): its phonemes drive the "
+                                     "mouth, and it is the output's sound track.", one_of="speech")
+    text: str | None = option(None, "Words to speak with espeak-ng (sudo apt-get install espeak-ng); also the "
+                                    "transcript.", one_of="speech")
+    transcript: str | None = option(None, "With --audio: the words spoken, for forced alignment (else phonemes are "
+                                          "recognised).")
+    ckpt: str | None = option(None, "A mediapipe478 model checkpoint (default: the bundled model).")
+    fps: float = option(25.0, "Frame rate of the output video.")
+    head_motion: float = option(1.0, "Scale of the idle head motion (0: still head; blinks either way).",
+                                metavar="0..1")
+    save_landmarks: str | None = option(None, "Also write the driving landmark track (478 points per frame, "
+                                              "phonemes, visemes).", metavar="TRACK.npz")
+    render: str = render_option()
     batch_size: int = 8  # frames per forward pass
-    device: str = "auto"
-    precision: str = "auto"  # fp32, bf16, fp16, or auto: the fastest that stays >= 40 dB PSNR against fp32
-    force: bool = False  # keep a bf16 / fp16 the device only emulates (else fp32, with a warning)
-    seed: int = 0  # head motion and blinks
+    device: str = device_option()
+    precision: str = precision_option("auto", "Default auto (checked on the source before rendering)")
+    force: bool = force_option()
+    seed: int = option(0, "Head motion and blinks: the same seed gives the same video.")
     voice: str = "en-us"  # espeak-ng voice for --text
     progress: bool = True
 

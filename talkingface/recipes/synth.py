@@ -23,6 +23,7 @@ from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.preprocess.portrait import detect_landmarks
 from talkingface.utils.images import read_image
+from talkingface.utils.options import option
 from talkingface.utils.paths import refuse_overwrite
 
 # Preprocessing's crop (VideoSettings.crop_expand / crop_offset_y, the reference's values),
@@ -35,17 +36,21 @@ DEFAULT_IDENTITY_DIM = {"mediapipe478": DLIB_DIM, "dense669": 256}  # what the s
 
 @dataclass
 class SynthOptions:
-    portraits: list[str]  # image files, one identity each
-    out: str  # dataset root to write (replaced atomically if it exists)
-    frames: int = 100  # driving frames per portrait
-    seed: int = 0
-    scheme: str = "mediapipe478"  # landmark scheme of the written landmarks
-    size: int = 256  # side of the square face crop, px
-    identity: str = "hash"  # "hash": a unit vector derived from the pixels; "dlib": the face descriptor (128-d)
-    identity_dim: int | None = None  # None: 128 for mediapipe478, 256 for dense669 (the shipped configs)
-    video: str | None = None  # optional mp4 preview of all clips, one after another
-    fps: float = 25.0
-    spec: MotionSpec | None = None  # motion bounds etc.; num_frames and seed come from the fields above
+    portraits: list[str] = option(help="Portrait image(s), one identity each.", flag="--portrait", metavar="IMG")
+    out: str = option(help="Dataset root to write (replaced only once complete).")
+    frames: int = option(100, "Driving frames per portrait.")
+    seed: int = option(0, "Motion seed: the same seed gives the same clips.")
+    scheme: str = option("mediapipe478", "Landmark scheme to write (dense669: a stand-in built from MediaPipe "
+                                         "points).", choices=("mediapipe478", "dense669"))
+    size: int = option(256, "Side of the square face crop, px.")
+    identity: str = option("hash", "hash: a unit vector derived from the pixels (no dlib); dlib: the 128-d face "
+                                   "descriptor.", choices=("hash", "dlib"))
+    identity_dim: int | None = option(None, "Length of the hash identity (default: 128 for mediapipe478, 256 for "
+                                            "dense669, as the shipped configs).")
+    video: str | None = option(None, "Also write an mp4 preview of all clips, one after another.")
+    fps: float = option(25.0, "Frame rate of the preview.")
+    # motion bounds etc. (on the command line: MotionSpec's options); num_frames and seed come from the fields above
+    spec: MotionSpec | None = None
 
 
 @dataclass

@@ -38,6 +38,7 @@ from talkingface.training.runs import discard_if_unfinished, run_folder, write_r
 from talkingface.training.state import restore_rng
 from talkingface.training.validation import pick_frames, validate
 from talkingface.utils.device import resolve_device
+from talkingface.utils.options import device_option, force_option, fp16_option, option, vgg19_option
 from talkingface.utils.paths import refuse_overwrite
 
 STAGES = ("warp", "full")
@@ -45,30 +46,34 @@ STAGES = ("warp", "full")
 
 @dataclass
 class TrainOptions:
-    config: str
-    stage: str = "warp"  # warp | full
-    out_dir: str | None = None  # default: saved/ckpt_<stage>/<exp_name>, as the seed says
-    resume: str | None = None  # a checkpoint path, or "auto": the newest resumable one in out_dir
-    init_ckpt: str | None = None  # start from this checkpoint's weights (not its optimiser state)
-    warp_ckpt: str | None = None  # full stage: overrides model.warp_ckpt
-    data_root: str | None = None  # overrides the config's dataset root: a dataset folder or a shard set
-    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU (`mixed_precision_dtype`)
-    force: bool = False  # keep it even where the device only emulates it
-    device: str = "auto"
-    max_steps: int | None = None  # stop (with a checkpoint) after this many iterations in total
-    epochs: int | None = None  # overrides train.epochs
-    batch_size: int | None = None  # overrides train.batch_size (global, split across ranks)
-    ckpt_every: int | None = None  # overrides train.ckpt_save_iter_freq
-    log_every: int | None = None  # overrides train.print_freq (scalars)
-    image_every: int | None = None  # overrides train.event_save_freq (image grids)
-    vgg19: str | None = None  # VGG19 ImageNet weights file
-    random_vgg: bool = False  # smoke tests only: perceptual loss on an untrained VGG19
-    skip_bad: bool = False  # skip unreadable frames (and truncated shards) with a warning instead of stopping
-    val_data: str | None = None  # full stage: a held-out dataset scored every train.eval_freq iterations
+    config: str = option(help="Training YAML (official schema).")
+    stage: str = option("warp", "Which stage: warp, then full.", choices=STAGES, required=True)
+    out_dir: str | None = option(None, "Checkpoint/log folder (default: saved/ckpt_<stage>/<exp_name>).",
+                                 flag="--out")
+    resume: str | None = option(None, "Checkpoint to resume, or 'auto' for the newest resumable one in --out.")
+    init_ckpt: str | None = option(None, "Start from this checkpoint's weights (not its optimiser state).",
+                                   flag="--init", aliases=("--init-ckpt",))
+    warp_ckpt: str | None = option(None, "Full stage: warp-stage checkpoint (overrides model.warp_ckpt).")
+    data_root: str | None = option(None, "Dataset root, or a shard set: its folder or a brace pattern such as "
+                                         "'shards/shard-{000000..000099}.tar' (overrides the config).", flag="--data")
+    mixed_precision: bool = fp16_option()  # `mixed_precision_dtype`
+    force: bool = force_option()
+    device: str = device_option()
+    max_steps: int | None = option(None, "Stop after this many iterations in total (with a checkpoint).")
+    epochs: int | None = option(None, "Override train.epochs.")
+    batch_size: int | None = option(None, "Global batch, split across ranks (overrides train.batch_size).")
+    ckpt_every: int | None = option(None, "Override train.ckpt_save_iter_freq.")
+    log_every: int | None = option(None, "Override train.print_freq (scalars).")
+    image_every: int | None = option(None, "Override train.event_save_freq (image grids).")
+    vgg19: str | None = vgg19_option()
+    random_vgg: bool = option(False, "Smoke tests only: untrained VGG19 for the perceptual loss.")
+    skip_bad: bool = option(False, "Skip unreadable frames, and truncated or corrupt shards, with a warning.")
+    val_data: str | None = option(None, "Full stage: held-out dataset scored every train.eval_freq iterations "
+                                        "(PSNR/SSIM/L1, as `talkingface evaluate`).")
     val_frames: int = 8  # frames of val_data scored each time
     max_bad_steps: int = 10  # consecutive non-finite losses tolerated before stopping
-    num_workers: int = 0
-    shuffle_buffer: int = 1000  # shard sets: frames each loader worker shuffles among (1: shard order)
+    num_workers: int = option(0, "DataLoader worker processes.")
+    shuffle_buffer: int = option(1000, "Shard sets: frames each loader worker shuffles among (1: shard order).")
 
 
 @dataclass

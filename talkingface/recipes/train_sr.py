@@ -51,6 +51,7 @@ from talkingface.training.sr_validation import evaluate_clips, load_lpips
 from talkingface.training.runs import discard_if_unfinished, run_folder, write_run_record
 from talkingface.training.state import restore_rng
 from talkingface.utils.device import resolve_device
+from talkingface.utils.options import device_option, force_option, fp16_option, option, vgg19_option
 from talkingface.utils.paths import refuse_overwrite
 
 
@@ -61,29 +62,33 @@ class SRTrainingError(TalkingFaceError):
 
 @dataclass
 class SRTrainOptions:
-    config: str
-    out_dir: str | None = None  # default: saved/ckpt_sr/<name>
-    resume: str | None = None  # a checkpoint path, or "auto": the newest resumable one in out_dir
-    init_ckpt: str | None = None  # GFPGANv1.3 or temporal SR weights to start from (overrides the config)
-    data_root: str | None = None  # make-sr-data folder (<clip>/lq, <clip>/gt); overrides datasets.train
-    val_root: str | None = None  # the same for validation; overrides datasets.val
-    no_val: bool = False
-    device: str = "auto"
-    mixed_precision: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU (`mixed_precision_dtype`)
-    force: bool = False  # keep it even where the device only emulates it
-    max_steps: int | None = None  # stop (with a checkpoint) after this many iterations in total
-    total_iter: int | None = None  # overrides train.total_iter (and a single scheduler period with it)
-    batch_size: int | None = None  # clips per process and step; overrides batch_size_per_gpu
-    ckpt_every: int | None = None  # overrides logger.save_checkpoint_freq
-    log_every: int | None = None  # overrides logger.print_freq
-    image_every: int | None = None  # overrides logger.image_freq
-    val_every: int | None = None  # overrides val.val_freq
-    vgg19: str | None = None  # VGG19 ImageNet weights file; overrides train.vgg19_weights
-    random_vgg: bool = False  # smoke tests only: perceptual/style losses on an untrained VGG19
-    lpips_alexnet: str | None = None  # LPIPS weights for validation (see talkingface.metrics.lpips)
-    lpips_lin: str | None = None
+    config: str = option(help="Temporal SR YAML (e.g. temporal_sr_512.yaml; the reference's BasicSR option files "
+                              "parse too).")
+    out_dir: str | None = option(None, "Checkpoint/log folder (default: saved/ckpt_sr/<name>).", flag="--out")
+    resume: str | None = option(None, "Checkpoint to resume, or 'auto' for the newest resumable one in --out.")
+    init_ckpt: str | None = option(None, "Start from GFPGANv1.3.pth or a temporal SR checkpoint (overrides the "
+                                         "config).", flag="--init", aliases=("--init-ckpt",))
+    data_root: str | None = option(None, "make-sr-data folder (<clip>/lq, <clip>/gt); overrides datasets.train.",
+                                   flag="--data")
+    val_root: str | None = option(None, "The same for validation; overrides datasets.val.", flag="--val-data")
+    no_val: bool = option(False, "Train without validation.")
+    device: str = device_option()
+    mixed_precision: bool = fp16_option()  # `mixed_precision_dtype`
+    force: bool = force_option()
+    max_steps: int | None = option(None, "Stop after this many iterations in total (with a checkpoint).")
+    total_iter: int | None = option(None, "Override train.total_iter (and the cosine period).")
+    batch_size: int | None = option(None, "Clips per process and step (batch_size_per_gpu).")
+    ckpt_every: int | None = option(None, "Override logger.save_checkpoint_freq.")
+    log_every: int | None = option(None, "Override logger.print_freq.")
+    image_every: int | None = option(None, "Override logger.image_freq.")
+    val_every: int | None = option(None, "Override val.val_freq.")
+    vgg19: str | None = vgg19_option()  # overrides train.vgg19_weights
+    random_vgg: bool = option(False, "Smoke tests only: untrained VGG19 for the perceptual/style losses.")
+    lpips_alexnet: str | None = option(None, "AlexNet weights for the LPIPS validation metric (see "
+                                             "talkingface.metrics.lpips).")
+    lpips_lin: str | None = option(None, "LPIPS v0.1 linear layers (alex.pth).")
     max_bad_steps: int = 10  # consecutive non-finite steps tolerated before stopping
-    num_workers: int | None = None  # overrides num_worker_per_gpu
+    num_workers: int | None = option(None, "DataLoader workers (num_worker_per_gpu).")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkingface.errors import ConfigError
+from talkingface.utils.options import option
 
 
 # --------------------------------------------------------------------------- spec
@@ -20,25 +21,31 @@ class MotionSpec:
     """How a synthetic clip moves. Bounds are hard: every frame stays inside them."""
 
     num_frames: int = 64
-    max_shift: float = 0.04  # |shift| per axis, fraction of the image width / height
-    max_scale: float = 0.05  # |scale - 1|
-    max_rotation_deg: float = 5.0  # |in-plane rotation|, degrees (positive: clockwise on screen)
+    max_shift: float = option(0.04, "Largest shift per axis, fraction of the size (default %(default)s).")
+    max_scale: float = option(0.05, "Largest |scale - 1| (default %(default)s).")
+    max_rotation_deg: float = option(5.0, "Largest in-plane rotation, degrees (default %(default)s; positive: "
+                                          "clockwise on screen).", flag="--max-rotation")
     smoothness: float = 40.0  # shortest period of the head motion, frames; per-frame change <= 2*pi/smoothness * bound
-    mouth_open_max: float = 0.08  # largest lip gap added, fraction of the face height (landmark box height)
+    mouth_open_max: float = option(0.08, "Largest lip gap, fraction of the face height (landmark box height; "
+                                         "default %(default)s).", flag="--mouth-open")
     syllable_frames: float = 7.0  # mean length of one mouth open-close cycle, frames (~3.5 Hz at 25 fps)
     pause_prob: float = 0.2  # chance that a syllable slot keeps the mouth closed
-    blink_every: float = 90.0  # mean frames between blinks; 0 disables blinks
+    blink_every: float = option(90.0, "Mean frames between blinks, 0 for none (default %(default)s).")
     blink_frames: int = 7  # length of one blink (close, then reopen), frames
     blink_closure: float = 1.0  # eye closure at a blink's peak: 0 open .. 1 shut
     seed: int = 0
     # Added later; all default to 0 (off), which reproduces earlier clips exactly.
-    # |head turn| out of the image plane, degrees (positive: nose to image-right). Needs
-    # the portrait's 3-D Face Mesh (`pose3d`); rotates about a pivot behind the face.
-    max_yaw_deg: float = 0.0
-    max_pitch_deg: float = 0.0  # |head nod| out of the image plane, degrees (positive: chin up)
-    smile_max: float = 0.0  # largest mouth-corner lift (up and out), fraction of the mouth width
-    brow_max: float = 0.0  # largest brow raise, fraction of the face height (capped at 0.18 eye widths, ~0.03)
-    teeth: float = 0.0  # opacity of an upper-teeth hint in the open mouth, 0 (a plain dark gap) .. 1
+    # Yaw needs the portrait's 3-D Face Mesh (`pose3d`); it rotates about a pivot behind the face.
+    max_yaw_deg: float = option(0.0, "Largest head turn out of the image plane, degrees (default 0; about 20 looks "
+                                     "right; positive: nose to image-right).", flag="--max-yaw")
+    max_pitch_deg: float = option(0.0, "Largest head nod out of the image plane, degrees (default 0; about 15 looks "
+                                       "right; positive: chin up).", flag="--max-pitch")
+    smile_max: float = option(0.0, "Largest smile: mouth-corner lift (up and out), fraction of the mouth width "
+                                   "(default 0; try 0.15).", flag="--smile")
+    brow_max: float = option(0.0, "Largest brow raise, fraction of the face height (default 0; try 0.03; capped at "
+                                  "0.18 eye widths, ~0.03).", flag="--brow")
+    teeth: float = option(0.0, "Opacity of an upper-teeth hint in the open mouth, 0..1 (default 0: a plain dark "
+                               "gap).")
 
     def __post_init__(self):
         checks = [
