@@ -25,6 +25,7 @@ from talkingface.utils.images import to_uint8_truncate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config"
+SR_CONFIGS = REPO / "talkingface" / "properties" / "model" / "temporal_sr"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ FULL = Sizes(eval_config=CONFIGS / "meta_portrait_256_eval.yaml",
              onnx_export=True, animate_frames=None, compile_on_cpu=True)
 TINY = CONFIGS / "meta_portrait_64_tiny.yaml"
 QUICK = Sizes(eval_config=TINY, full_config=TINY, warp_config=TINY, meta_config=TINY,
-              sr_config=CONFIGS / "temporal_sr_tiny.yaml", weights="random", batches=(1, 2), warmup=1, min_iters=2,
+              sr_config=SR_CONFIGS / "temporal_sr_tiny.yaml", weights="random", batches=(1, 2), warmup=1, min_iters=2,
               min_seconds=0.0, seed_frames=4, sr_frames=8, train_batch=2, train_steps=2, train_workers=0,
               onnx_batch=2, onnx_export=False, animate_frames=6, compile_on_cpu=False)
 

@@ -43,7 +43,7 @@ from helpers import (MEDIAPIPE_TINY_CONFIG, REPO, TINY_CONFIG, make_tiny_checkpo
 # slow: about 35-55 s for its 261 cases on 2 cores; the full suite (CI) runs it, the fast subset leaves it out
 pytestmark = [pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"), pytest.mark.slow]
 SR_TINY = TemporalSRConfig(out_size=32, num_style_feat=32, num_mlp=2, narrow=0.0625, zero_out_init=False)
-SR_CONFIG = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config" / "temporal_sr_tiny.yaml"
+SR_CONFIG = REPO / "talkingface" / "properties" / "model" / "temporal_sr" / "temporal_sr_tiny.yaml"
 BAD = ["missing", "empty", "garbage", "truncated", "corrupt", "no-face", "two-faces", "wrong-model", "nan-model",
        "output-is-input", "read-only-output", "full-disk"]
 FOLDER_KINDS = {"data", "data128", "sr_data"}

@@ -27,7 +27,7 @@ from talkingface.utils.video import write_video
 from helpers import MEDIAPIPE_TINY_CONFIG, REPO, TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset, smooth_image
 
 SR_TINY = TemporalSRConfig(out_size=32, num_style_feat=32, num_mlp=2, narrow=0.0625, zero_out_init=False)
-SR_CONFIG = REPO / "talkingface" / "properties" / "model" / "meta_portrait_base_config" / "temporal_sr_tiny.yaml"
+SR_CONFIG = REPO / "talkingface" / "properties" / "model" / "temporal_sr" / "temporal_sr_tiny.yaml"
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -33,7 +33,8 @@ from talkingface.training.sr_setup import build_networks, scheduled_lr
 from conftest import CONFIG_DIR
 from helpers import TINY_CONFIG, make_tiny_checkpoint, make_tiny_dataset
 
-TINY_SR = CONFIG_DIR / "temporal_sr_tiny.yaml"
+SR_CONFIG_DIR = CONFIG_DIR.parent / "temporal_sr"  # the SR YAMLs have their own folder
+TINY_SR = SR_CONFIG_DIR / "temporal_sr_tiny.yaml"
 
 
 def sr_config(tmp_path: Path, name: str = "sr.yaml", **changes) -> Path:
@@ -170,7 +171,7 @@ def test_dataset_errors_name_the_file(tmp_path):
 
 # --------------------------------------------------------------------------- config, losses, schedule
 def test_configs_parse_and_errors_name_keys(tmp_path):
-    official = load_sr_config(CONFIG_DIR / "temporal_sr_512.yaml")
+    official = load_sr_config(SR_CONFIG_DIR / "temporal_sr_512.yaml")
     assert official.network_g.out_size == 512 and official.gfpgan_init == "pretrained_ckpt/GFPGANv1.3.pth"
     p = official.train.perceptual_opt
     assert (official.train.pixel_opt.loss_weight, p.style_weight, p.layer_weights.conv1_2, p.layer_weights.conv5_4,
