@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from talkingface.animate.pasteback import feather_mask
 from talkingface.landmarks.regions import CHIN, INNER_LIP_MIDDLE, eye_openness, face_size, mediapipe_regions
+from talkingface.models.layers import coordinate_grid
 from talkingface.preprocess.detect import CropBox, crop_frame
 
 
@@ -151,10 +152,7 @@ def smooth_deformation(deformation: np.ndarray, sigma_cells: float) -> np.ndarra
 
     if sigma_cells <= 0.1:
         return deformation
-    h, w = deformation.shape[:2]
-    # the model's identity grid (models.layers.coordinate_grid: -1 and 1 at the first and last cell)
-    xs, ys = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
-    identity = np.stack([xs, ys], axis=-1)
+    identity = coordinate_grid(*deformation.shape[:2]).numpy()  # the model's identity grid, h x w x 2
     displacement = cv2.GaussianBlur(np.ascontiguousarray(deformation - identity, dtype=np.float32), (0, 0),
                                     sigmaX=sigma_cells, sigmaY=sigma_cells, borderType=cv2.BORDER_REPLICATE)
     return identity + displacement

@@ -190,6 +190,7 @@ def _check_decodes(path: Path) -> None:
 
 def run_animate(opts: AnimateOptions) -> AnimateResult:
     from talkingface.animate.driving import driving_poses, track_driving
+    from talkingface.animate.fullres import FullResSettings
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
                                               prepare_engine, reference_frame, render_frames, settings_for_model)
     from talkingface.checkpoints.official import config_for_checkpoint, load_generator
@@ -208,8 +209,7 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
     device = resolve_device(opts.device)
     settings = settings_for_model(cfg, relative=opts.relative, find_best_frame=opts.find_best_frame,
                                   crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
-                                  smooth=opts.smooth, render=opts.render,
-                                  **({} if opts.fullres is None else {"fullres": opts.fullres}))
+                                  smooth=opts.smooth, render=opts.render, fullres=opts.fullres or FullResSettings())
 
     # Faces before the slow steps (personalisation, model loads): a missing face fails in seconds.
     source = load_source(source_path, settings)
