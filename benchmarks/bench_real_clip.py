@@ -10,12 +10,15 @@ photo and one driving video, then reports:
   outside the blend region's reach (the frame minus a margin of one face-box side around the
   face), beside what the video codec alone changes there.
 
-    python benchmarks/bench_real_clip.py --source PHOTO --driving VIDEO [--ckpt MODEL ...] [--out FILE]
+    python benchmarks/bench_real_clip.py --source PHOTO --driving VIDEO [--ckpt MODEL ...] [--no-head-limit]
+        [--out FILE]
 
 With several --ckpt (NAME=PATH; "default" is the bundled default) each is run in turn.
 Prints a table and the machine, and writes a JSON result (default
-benchmarks/results/bench_real_clip.json). The clip used in docs/animate_quality.md is
-opencv-doc's Megamind.avi (Debian package opencv-doc, examples/data).
+benchmarks/results/bench_real_clip.json). docs/animate_quality.md ("Real driving videos")
+lists the clips measured, where each comes from, and the result files
+(`--out benchmarks/results/real_clip_<photo>_<clip>.json`, tabulated by
+`python benchmarks/report.py`).
 """
 from __future__ import annotations
 
@@ -80,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", action="append", default=None, help="NAME=PATH (repeatable; default: the bundled "
                         "default as 'default').")
     parser.add_argument("--render", default="full", choices=("full", "model"))
+    parser.add_argument("--no-head-limit", action="store_true", help="animate --no-head-limit (follow the driving "
+                        "head however far it moves).")
     parser.add_argument("--every", type=int, default=3, help="Score face quality on every N-th frame.")
     parser.add_argument("--out", default=None, help="JSON result (default benchmarks/results/bench_real_clip.json).")
     args = parser.parse_args(argv)
@@ -100,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, ckpt in models.items():
             out = Path(work) / f"{name}.mp4"
             result = run_animate(AnimateOptions(source=args.source, driving=args.driving, out=str(out),
-                                                ckpt=ckpt or None, render=args.render, progress=False))
+                                                ckpt=ckpt or None, render=args.render, head_limit=not args.no_head_limit,
+                                                progress=False))
             runs[name] = score(photo, Path(args.driving), out, result, args.every)
             r = runs[name]
             print(f"{name}: {r['frames']}/{r['driving_frames']} frames, fps {r['fps']:g}/{r['driving_fps']:g}, "
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  shot {shot['frames'][0]:4d}-{shot['frames'][1]:4d} "
                       + " ".join(f"{k}={shot[k]:.3f}" for k in ("head_x", "head_y", "mouth_open")))
     result = {"source": str(args.source), "driving": str(args.driving), "render": args.render,
+              "head_limit": not args.no_head_limit,
               "models": {k: v or "bundled default" for k, v in models.items()}, "runs": runs,
               "seconds": time.perf_counter() - began}
     path = write_result(Path(args.out) if args.out else result_path("bench_real_clip"), result, header)

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     from talkingface.recipes.demo import demo_portrait
     from talkingface.recipes.speak import SpeakOptions, run_speak
     from talkingface.speech.align import align_speech
-    from talkingface.utils.video import iter_frames, read_audio
+    from talkingface.utils.audio import read_audio
+    from talkingface.utils.video import iter_frames
 
     info = machine_info()
     header = result_header()  # before the run: the load average it started under

@@ -240,6 +240,26 @@ def demo_quality(data: dict[str, Any]) -> str:
     return table(["demo", "face sharpness / photo's", "dlib identity distance"], rows, ["l", "r", "r"])
 
 
+# --------------------------------------------------------------------------- bench_real_clip
+def real_clips(files: dict[str, Any]) -> str:
+    """One row per bench_real_clip result file (`real_clip_*`: real_clip_<photo>_<clip>)."""
+    rows = []
+    for stem, data in files.items():
+        run = data["runs"]["default"]
+        photo, clip = stem.split("_")[2:4]
+        follow = run["whole_clip"]
+        shots = run["shots"]
+        per_shot = "" if len(shots) == 1 else " (per shot " + " / ".join(f"{s['mouth_open']:.2f}" for s in shots) + ")"
+        rows.append([photo, clip + ("" if data.get("head_limit", True) else ", `--no-head-limit`"),
+                     f"{run['frames']}/{run['driving_frames']}", "yes" if run["audio"] else
+                     ("no (none in the video)" if not run["driving_audio"] else "**lost**"),
+                     f"{follow['head_x']:.2f}", f"{follow['head_y']:.2f}", f"{follow['mouth_open']:.2f}" + per_shot,
+                     f"{run['sharpness_ratio']:.2f}", f"{run['identity_distance']:.2f}",
+                     f"{run['surroundings_error']['output']:.1f}"])
+    return table(["photo", "driving clip", "frames", "audio", "head x", "head y", "mouth", "sharpness",
+                  "identity", "surroundings"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r", "r"])
+
+
 # --------------------------------------------------------------------------- bench_speak
 def speak_summary(data: dict[str, Any]) -> str:
     forced, recog = data["alignment"]["forced"], data["alignment"]["recognition"]
@@ -298,4 +318,5 @@ VIEWS: dict[str, dict[str, View]] = {
     "bench_scale": {"preprocess": scale_preprocess, "formats": scale_formats, "loader": scale_loader,
                     "voxceleb2": scale_voxceleb2},
     "bench_speak": {"summary": speak_summary},
+    "real_clip_*": {"rows": real_clips},
 }

@@ -41,12 +41,14 @@ class ServeOptions:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
+    # lazy: verb (a verb's recipe loads when it runs: `talkingface --help` stays fast)
     from talkingface.recipes.demo import DemoOptions, run_demo
 
     print(f"Demo video: {run_demo(options_from_args(DemoOptions, args)).out}")
 
 
 def _run_export(args: argparse.Namespace) -> None:
+    # lazy: verb (a verb's recipe loads when it runs: `talkingface --help` stays fast)
     from talkingface.recipes.export import ExportOptions, export_generator, export_onnx_graphs
 
     opts = options_from_args(ExportOptions, args)
@@ -59,6 +61,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> None:
+    # lazy: verb (a verb's recipe loads when it runs: `talkingface --help` stays fast)
     from talkingface.data.synthetic import MotionSpec
     from talkingface.recipes.synth import SynthOptions, run_synth
 
@@ -66,6 +69,7 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 
 def _run_sample_data(args: argparse.Namespace) -> None:
+    # lazy: verb (a verb's recipe loads when it runs: `talkingface --help` stays fast)
     from talkingface.data.sample import install_sample_data
 
     opts = options_from_args(SampleDataOptions, args)
@@ -74,11 +78,13 @@ def _run_sample_data(args: argparse.Namespace) -> None:
 
 
 def _run_app(args: argparse.Namespace) -> None:
+    # lazy: verb (a verb's recipe loads when it runs: `talkingface --help` stays fast)
     from talkingface.app.jobs import AppSettings
 
     settings = options_from_args(AppSettings, args)
     serve_at = options_from_args(ServeOptions, args)
-    from talkingface.app.server import serve  # imports Gradio (an optional extra): a one-line error without it
+    # lazy: optional extra (Gradio, which app.server imports): a one-line error without it
+    from talkingface.app.server import serve
 
     serve(settings, host=serve_at.host, port=serve_at.port, share=serve_at.share)
 

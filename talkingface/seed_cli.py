@@ -23,6 +23,7 @@ SEED_TRAIN_OPTIONS = ("out_dir", "resume", "warp_ckpt", "data_root", "max_steps"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # lazy: verb (built inside run_guarded, so a recipe that fails to import is a one-line error)
     from talkingface.recipes.infer import InferOptions
     from talkingface.recipes.train import TrainOptions
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     model = args.model.lstrip("=").strip().lower()  # the seed writes --model==name
     if model == "metaportraitbaseinference":
+        # lazy: verb (as in build_parser)
         from talkingface.recipes.infer import InferOptions, run_inference
 
         if args.ckpt is None:
@@ -61,12 +63,14 @@ def _run(args: argparse.Namespace) -> None:
         if stage not in ("warp", "full"):
             raise TalkingFaceError(f"--stage must be Warp or Full, not {args.stage!r}")
         if task == "pretrain":
+            # lazy: verb (as in build_parser)
             from talkingface.recipes.train import TrainOptions, run_training
 
             run_training(options_from_args(TrainOptions, args, stage=stage, init_ckpt=args.ckpt, batch_size=None))
         elif task == "meta":
             if stage != "full":
                 raise TalkingFaceError("--task Meta runs on the full model: use --stage Full")
+            # lazy: verb (only the recipe of the model asked for loads)
             from talkingface.recipes.meta_train import MetaTrainOptions, run_meta_training
 
             run_meta_training(options_from_args(MetaTrainOptions, args))  # --ckpt, --remove_sn included
@@ -93,6 +97,7 @@ def run_seed_sr(args: argparse.Namespace) -> None:
             if get(name):
                 raise TalkingFaceError(f"{flag} does not apply to --model=metaportraitsr (it trains for "
                                        "train.total_iter iterations)")
+        # lazy: verb (only the recipe of the model asked for loads)
         from talkingface.recipes.train_sr import SRTrainOptions, run_sr_training
 
         run_sr_training(SRTrainOptions(
@@ -103,6 +108,7 @@ def run_seed_sr(args: argparse.Namespace) -> None:
             random_vgg=bool(get("random_vgg")), num_workers=get("num_workers")))
     elif task in SR_TEST_TASKS:
         if get("input"):
+            # lazy: verb (only the recipe of the model asked for loads)
             from talkingface.recipes.enhance import EnhanceOptions, run_enhance
 
             if not get("ckpt"):
@@ -111,6 +117,7 @@ def run_seed_sr(args: argparse.Namespace) -> None:
                                        batch_size=get("batch_size") or 1, device=get("device") or "auto",
                                        precision=get("precision") or "fp32", force=bool(get("force"))))
             return
+        # lazy: verb (only the recipe of the model asked for loads)
         from talkingface.recipes.sr_eval import SRTestOptions, run_sr_test
 
         run_sr_test(SRTestOptions(config=args.config, ckpt=get("ckpt"), save_dir=get("save_dir") or "./saved",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkingface.animate.motion import (STABLE_POINTS, AbsoluteMotion, RelativeMotion, apply_affine, face_size,
-                                        find_best_frame, invert_affine, shape_distance)
+from talkingface.animate.motion import (STABLE_POINTS, AbsoluteMotion, HeadLimits, RelativeMotion, apply_affine,
+                                        face_size, find_best_frame, invert_affine, shape_distance, soft_limit)
 from talkingface.preprocess.align import fit_similarity
 from talkingface.preprocess.detect import box_around_points
 
@@ -148,3 +148,45 @@ def test_find_best_frame_matches_shape_not_place_or_size(faces):
     assert index == 2 and distance < 1e-9
     assert shape_distance(open_mouth(reference, 4.0), source) < shape_distance(open_mouth(reference, 12.0), source)
     assert find_best_frame(source, iter([(0, None), (1, None)])) is None
+
+
+def test_soft_limit_passes_small_values_and_bends_large_ones_below_the_limit():
+    values = np.linspace(-5, 5, 2001)
+    out = np.array([soft_limit(v, 2.0, 0.5) for v in values])
+    small = np.abs(values) <= 1.0
+    np.testing.assert_array_equal(out[small], values[small])  # up to the knee: unchanged
+    assert np.abs(out).max() < 2.0 and np.abs(out).max() > 1.95  # approaches the limit, never passes it
+    assert np.all(np.diff(out) > 0)  # monotonic: a correlation with the driving motion survives
+    slopes = np.diff(out) / np.diff(values)
+    assert np.abs(np.diff(slopes)).max() < 0.01  # no kink at the knee (steps of 0.005)
+
+
+def test_head_limits_keep_small_head_motion_exact_and_bound_large_motion(faces):
+    reference = faces["biden"]
+    to_source = similarity(0.5 / 256, 0, (0.25, 0.25))  # the source: the same face, half size, in 0..1
+    source = apply_affine(to_source, reference)
+    limits = HeadLimits(shift=0.2, log_scale=0.1, rotation_deg=8.0, knee=0.5)
+    motion = RelativeMotion(source, reference, limits=limits)
+    centre = source[list(STABLE_POINTS)].mean(0)
+    driving_centre = reference[list(STABLE_POINTS)].mean(0)
+
+    def head(scale, degrees, shift):  # about the driving face's centre
+        m = similarity(scale, degrees)
+        m[:, 2] = driving_centre - m[:, :2] @ driving_centre + shift
+        return m
+
+    small = head(1.04, 3.0, (30.0, -20.0))  # 0.07 of the crop, ln 1.04 = 0.039, 3 degrees: under every knee
+    np.testing.assert_allclose(motion(apply_affine(small, reference)),
+                               apply_affine(to_source, apply_affine(small, reference)), atol=1e-12)
+    shifts = []
+    for pixels in (100.0, 200.0, 400.0, 800.0):  # 0.2 .. 1.6 of the crop
+        out = motion(apply_affine(head(1.0, 0.0, (pixels, 0.0)), reference))
+        shifts.append(out[list(STABLE_POINTS)].mean(0)[0] - centre[0])
+    assert all(0.1 < s < 0.2 for s in shifts) and np.all(np.diff(shifts) > 0), shifts
+    big = motion(apply_affine(head(1.6, 30.0, (0.0, 0.0)), reference))
+    fit = fit_similarity(source[list(STABLE_POINTS)], big[list(STABLE_POINTS)])
+    scale, angle = np.hypot(fit[0, 0], fit[1, 0]), np.degrees(np.arctan2(fit[1, 0], fit[0, 0]))
+    assert np.exp(0.05) < scale < np.exp(0.1) and 4.0 < angle < 8.0, (scale, angle)
+    # the expression still moves in full: an open mouth opens the source's as without limits
+    free = RelativeMotion(source, reference)
+    np.testing.assert_allclose(motion(open_mouth(reference, 8.0)), free(open_mouth(reference, 8.0)), atol=1e-12)

@@ -87,3 +87,21 @@ def test_arcface_without_onnxruntime_says_how_to_get_it(tmp_path, monkeypatch):
         ArcFaceOnnxEncoder(model)
     with pytest.raises(TalkingFaceError, match="not found"):
         ArcFaceOnnxEncoder(tmp_path / "missing.onnx")
+
+
+def test_identity_distance_scores_the_face_where_the_photo_has_it():
+    """A frame that also shows a larger stranger elsewhere: the largest face would be the
+    stranger; the distance is to the face near the photo's (the person the video shows)."""
+    from talkingface.metrics.face_quality import IdentityDistance
+
+    canvas = np.full((320, 700, 3), 120, np.uint8)
+    photo = canvas.copy()
+    photo[30:230, 20:220] = cv2.resize(face("obama"), (200, 200))
+    frame = photo.copy()
+    frame[10:310, 380:680] = cv2.resize(face("biden"), (300, 300))  # larger: dlib's "largest face"
+    distance = IdentityDistance(photo)
+    assert distance(photo) < 1e-6
+    # measured: 0.00 with the search near the photo's face; the largest face (the stranger) scores 0.83
+    assert distance(frame) < 0.1
+    largest = default_landmarker().detect(frame)
+    assert largest.box[0] > 300  # the stranger is the largest detection, so `near` is what picked the person

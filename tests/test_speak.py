@@ -22,7 +22,8 @@ from talkingface.metrics.reenactment import motion_signals
 from talkingface.speech.align import ARPABET, Alignment, Phone, align_speech, loudness_db, transcript_words
 from talkingface.speech.track import SpeechTrack, TrackSettings, frame_count
 from talkingface.speech.visemes import NAMES, PHONEME_VISEMES, VISEMES, phoneme_visemes, viseme_offsets
-from talkingface.utils.video import iter_frames, probe_video, read_audio
+from talkingface.utils.audio import read_audio
+from talkingface.utils.video import iter_frames, probe_video
 
 from helpers import make_tiny_checkpoint, MEDIAPIPE_TINY_CONFIG, missing_requirement, photo, smooth_image
 

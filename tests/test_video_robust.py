@@ -18,8 +18,9 @@ import pytest
 from PIL import Image
 
 from talkingface.errors import DataError
-from talkingface.utils.video import (LEADING_FAILURES, DamagedVideoWarning, DecodeStats, audio_decodes,
-                                     iter_frames, probe_video, write_video)
+from talkingface.utils.audio import audio_decodes
+from talkingface.utils.decoding import LEADING_FAILURES, DamagedVideoWarning, DecodeStats
+from talkingface.utils.video import iter_frames, probe_video, write_video
 
 from helpers import MEDIAPIPE_TINY_CONFIG, make_tiny_checkpoint, photo, smooth_image
 
@@ -304,12 +305,12 @@ def test_audio_that_does_not_decode_is_left_out_with_a_warning(clean, tmp_path):
 
 def test_an_audio_failure_while_muxing_keeps_the_video(clean, tmp_path, monkeypatch):
     """Whatever goes wrong with the audio after the frames are encoded, the video is written."""
-    import talkingface.utils.video as video
+    import talkingface.utils.audio as audio
 
     def broken(self, out, duration):
         raise MemoryError("simulated")  # not an ffmpeg error: any failure counts
 
-    monkeypatch.setattr(video._AudioCopy, "_reencode", broken)
+    monkeypatch.setattr(audio.AudioCopy, "_reencode", broken)
     out = tmp_path / "out.mp4"
     n, messages = caught(write_video, out, iter_frames(clean), FPS, audio_from=clean)
     assert n == FRAMES == probe_video(out).num_frames

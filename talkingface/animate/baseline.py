@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from talkingface.animate.driving import driving_poses, track_driving
 from talkingface.animate.motion import STABLE_POINTS
 from talkingface.animate.pipeline import AnimateSettings, SourceFace, load_source, reference_frame
 from talkingface.preprocess.align import fit_similarity
@@ -39,8 +40,6 @@ def similarity_baseline(source_path: str | os.PathLike, driving_path: str | os.P
                         settings: AnimateSettings) -> list[np.ndarray]:
     """The baseline video for a source and a driving video, with the same face detection,
     track, reference frame and relative motion `animate` uses (settings_for_model gives them)."""
-    from talkingface.animate.driving import driving_poses, track_driving
-
     source = load_source(source_path, settings)
     track, _, _ = track_driving(Path(driving_path), settings, progress=False)
     with track:

@@ -12,26 +12,33 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
+from talkingface.animate.faces import FaceTracker
 from talkingface.animate.motion import motion_transfer
 from talkingface.animate.pipeline import (AnimateSettings, LandmarkTrack, SourceFace, close_frames, open_video,
                                           source_poses, track_landmarks)
 from talkingface.errors import DataError
+from talkingface.preprocess.scenes import SceneCutDetector
 
 
 def track_driving(path: Path, settings: AnimateSettings, progress: bool) -> tuple[LandmarkTrack, float, bool]:
     """(landmark track, fps, several faces seen) of a driving video, with its scene cuts; the
     caller closes the track. A video without a decodable frame or without any face is a
     DataError naming the file."""
-    from talkingface.animate.faces import FaceTracker
-    from talkingface.preprocess.scenes import SceneCutDetector
-
     driving = open_video(path)
+    cuts = SceneCutDetector()
     try:
         with FaceTracker(settings.tracker, label=f"{path} (driving)") as tracker, \
                 tqdm(total=driving.num_frames or None, unit="frame", desc="track", dynamic_ncols=True,
                      disable=not progress) as bar:
+
+            def is_cut(frame: np.ndarray) -> bool:
+                if cuts.push(frame):
+                    tracker.reset()  # the new shot's face is searched afresh
+                    return True
+                return False
+
             track = track_landmarks(driving.frames, tracker.process, settings, on_frame=lambda: bar.update(1),
-                                    is_cut=SceneCutDetector().push)
+                                    is_cut=is_cut)
             several = tracker.several_faces > 0
     finally:
         close_frames(driving)
@@ -50,6 +57,6 @@ def driving_poses(source: SourceFace, track: LandmarkTrack, settings: AnimateSet
     motion, measured afresh from the first face after each scene cut."""
     def motion_from(driving_points: np.ndarray):
         return motion_transfer(source.points, driving_points, settings.relative, settings.crop_expand,
-                               settings.crop_offset_y)
+                               settings.crop_offset_y, limits=settings.head_limits)
 
     return source_poses(track, motion_from(track.get(reference)), rebase=motion_from if settings.relative else None)

@@ -106,6 +106,12 @@ class FaceTracker:
         if shift > self.s.recentre * region.side or abs(target.side / region.side - 1) > self.s.recentre:
             self._region = target
 
+    def reset(self) -> None:
+        """A new shot: forget the followed region and the mesh's track, so the next frame is
+        searched whole (a region carried over a cut fits the mesh to part of another face)."""
+        self._region = None
+        self._mesh.reset()
+
     def close(self) -> None:
         self._detector.close()
         self._mesh.close()

@@ -23,6 +23,13 @@ source by the same amount relative to the source's own size and orientation. Bec
 least-squares similarity fits are equivariant, applying any similarity to the whole
 driving video leaves L_t unchanged, and D_t = D_ref gives L_t = S.
 
+A photo's body does not move, and a model has learnt head motion only as far as its
+training pairs went. With `HeadLimits`, C_t's shift, scale and rotation (about the
+source's stable-point centre) pass unchanged up to half their limit and then bend
+smoothly towards it (`soft_limit`), so a driving head that walks across its frame or
+leans into the camera moves the portrait's head as far as the model can render, not
+further, and a correlation with the driving head survives (the map is monotonic).
+
 Absolute motion uses the driving landmarks as they are, in a driving crop made the way
 preprocessing makes crops (the box around the reference frame's face). That is what
 the model sees when it reconstructs a person from their own video; for another person
@@ -30,6 +37,7 @@ it also carries the driving face's shape over.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -47,6 +55,50 @@ STABLE_POINTS: tuple[int, ...] = (
     33, 133, 362, 263,  # eye corners: outer, inner (image-left eye), inner, outer
     21, 251, 127, 356, 234, 454,  # face outline from the temples to the cheekbones
 )
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """How far relative motion may move the source's head (C_t against the identity), in the
+    source crop's units. Defaults: the 99th percentile of the same quantities between two
+    frames of one clip in the bundled model's training data (shift 0.20, |log scale| 0.097,
+    rotation 8.2 degrees; `benchmarks/motion_range.py` measures any dataset)."""
+
+    shift: float = 0.2  # displacement of the stable-point centre, fraction of the crop side
+    log_scale: float = 0.1  # |ln(scale)|: 0.1 is about 10 % larger or smaller
+    rotation_deg: float = 8.0  # in-plane rotation
+    knee: float = 0.5  # fraction of each limit passed through unchanged
+
+    def __post_init__(self):
+        if min(self.shift, self.log_scale, self.rotation_deg) <= 0 or not 0 <= self.knee < 1:
+            raise ValueError(f"head limits must be positive and the knee in [0, 1): {self}")
+
+
+def soft_limit(value: float, limit: float, knee: float) -> float:
+    """`value` unchanged up to knee * limit in size, then bent smoothly (tanh, continuous
+    slope) so that it approaches but never passes `limit`; the sign is kept."""
+    start = knee * limit
+    size = abs(value)
+    if size <= start:
+        return value
+    span = limit - start
+    return float(np.sign(value) * (start + span * np.tanh((size - start) / span)))
+
+
+def limit_similarity(m: np.ndarray, centre: np.ndarray, limits: HeadLimits) -> np.ndarray:
+    """The similarity `m` (2 x 3) with its shift of `centre`, scale and rotation about `centre`
+    soft-limited (`soft_limit`) by `limits`."""
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    angle = float(np.arctan2(m[1, 0], m[0, 0]))
+    shift = m[:, :2] @ centre + m[:, 2] - centre
+    length = float(np.hypot(*shift))
+    if length > 0:
+        shift = shift * (soft_limit(length, limits.shift, limits.knee) / length)
+    scale = float(np.exp(soft_limit(np.log(scale), limits.log_scale, limits.knee)))
+    angle = np.radians(soft_limit(np.degrees(angle), limits.rotation_deg, limits.knee))
+    linear = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return np.hstack([linear, (centre + shift - linear @ centre)[:, None]])
+
 
 Motion = Callable[[np.ndarray], np.ndarray]  # driving N x 2 (frame pixels) -> N x 2 (0..1 of the source crop)
 
@@ -72,7 +124,9 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 class RelativeMotion:
     """Source landmarks moved by the driving face's motion from a reference frame (module doc)."""
 
-    def __init__(self, source: np.ndarray, reference: np.ndarray, stable: tuple[int, ...] = STABLE_POINTS):
+    def __init__(self, source: np.ndarray, reference: np.ndarray, stable: tuple[int, ...] = STABLE_POINTS,
+                 limits: HeadLimits | None = None):
+        self.limits = limits  # None: C_t as measured
         self.source = np.asarray(source, dtype=np.float64)  # N x 2, 0..1 of the source crop
         self.reference = np.asarray(reference, dtype=np.float64)  # N x 2, driving-frame pixels
         if self.source.shape != self.reference.shape:
@@ -80,6 +134,7 @@ class RelativeMotion:
         self.stable = list(stable)
         self.to_source = fit_similarity(self.reference[self.stable], self.source[self.stable])  # B
         self.from_source = invert_affine(self.to_source)
+        self.centre = self.source[self.stable].mean(0)
 
     def __call__(self, driving: np.ndarray) -> np.ndarray:
         driving = np.asarray(driving, dtype=np.float64)
@@ -87,6 +142,8 @@ class RelativeMotion:
         expression = apply_affine(invert_affine(head), driving) - self.reference  # E_t, reference pixels
         moved = self.source + expression @ self.to_source[:, :2].T
         head_in_source = compose_affine(self.to_source, compose_affine(head, self.from_source))  # C_t
+        if self.limits is not None:
+            head_in_source = limit_similarity(head_in_source, self.centre, self.limits)
         return apply_affine(head_in_source, moved)
 
 
@@ -102,9 +159,10 @@ class AbsoluteMotion:
 
 
 def motion_transfer(source: np.ndarray, reference: np.ndarray, relative: bool, crop_expand: float,
-                    crop_offset_y: float) -> Motion:
+                    crop_offset_y: float, limits: HeadLimits | None = None) -> Motion:
+    """Relative motion (head motion soft-limited by `limits` when given) or absolute motion."""
     if relative:
-        return RelativeMotion(source, reference)
+        return RelativeMotion(source, reference, limits=limits)
     return AbsoluteMotion(reference, crop_expand, crop_offset_y)
 
 

@@ -28,10 +28,11 @@ import torch
 
 from talkingface.animate.faces import FaceTracker, TrackerSettings
 from talkingface.animate.fullres import FullResComposer, FullResSettings, RenderedCrop
-from talkingface.animate.motion import Motion, find_best_frame
+from talkingface.animate.motion import HeadLimits, Motion, find_best_frame
 from talkingface.animate.pasteback import PasteBack
 from talkingface.config import Config
 from talkingface.errors import ConfigError, DataError, TalkingFaceError
+from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
 from talkingface.landmarks.encoding import draw_line_image, mouth_mask, normalized_subset
 from talkingface.landmarks.scheme import LandmarkScheme, get_scheme
 from talkingface.models.generator import GeneratorInputs
@@ -52,6 +53,7 @@ class AnimateSettings:
     crop_offset_y: float = 0.2
     relative: bool = True  # relative motion; False: absolute
     find_best_frame: bool = False  # reference = the driving frame most like the source (else the first with a face)
+    head_limits: HeadLimits | None = HeadLimits()  # relative head motion soft-limited to this range; None: as measured
     crop_only: bool = False  # output the generated crops, no paste-back
     render: str = "full"  # full: the model's motion on the photo's own pixels (animate.fullres); model: its output upsampled
     batch_size: int = 8  # driving frames per forward pass
@@ -341,8 +343,6 @@ def prepare_engine(model: torch.nn.Module, device: torch.device, precision: str 
     on this model and this face; it runs only where a low precision is native); without a
     source, fp32.
     A precision the device only emulates falls back to fp32 with a warning, unless `force`."""
-    from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
-
     check = None
     if precision == "auto" and source is not None and scheme is not None:
         check = generator_psnr_check(model, lambda: SourceTensors(source, scheme).inputs(source.points[None]),

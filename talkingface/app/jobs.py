@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Iterator
 
 from talkingface.errors import CheckpointError, ConfigError, DataError
+from talkingface.recipes import animate as animate_recipe  # modules (torch-free): run_* looked up per job
+from talkingface.recipes import speak as speak_recipe
 from talkingface.utils.options import device_option, option, vgg19_option
+from talkingface.utils.video import VIDEO_EXTENSIONS, first_video_frame, iter_frames, probe_video
 
 BUNDLED_CHOICE = "bundled default"  # the model menu's entry for AnimateOptions(ckpt=None)
 SR_HINT = ("none is bundled; the operator puts temporal_gfpgan.pth or one from train-sr in --models-dir "
@@ -112,7 +115,7 @@ def clean_path(text: str | None) -> str | None:
 
 
 def check_image(path: str | None, what: str, max_side: int = 4096) -> Path:
-    from talkingface.animate.pipeline import is_image_path
+    from talkingface.utils.images import is_image_path  # lazy: torch (`talkingface app --help` loads no torch)
 
     if not path:
         raise DataError(f"upload the {what}")
@@ -148,8 +151,6 @@ def check_side(size: tuple[int, int] | None, what: str, max_side: int, path: str
 def check_video(path: str | None, what: str, max_seconds: float, max_side: int = 4096) -> Path:
     """An uploaded video that decodes, is at most `max_seconds` long and `max_side` px a side (damaged
     packets are skipped when it is read; a video of which no frame decodes is refused now)."""
-    from talkingface.utils.video import VIDEO_EXTENSIONS, first_video_frame, iter_frames, probe_video
-
     if not path:
         raise DataError(f"upload the {what}")
     video = Path(path)
@@ -211,8 +212,6 @@ def job_folder(settings: AppSettings, kind: str) -> Iterator[Path]:
 # --------------------------------------------------------------------------- jobs
 def animate_job(settings: AppSettings, request: AnimateRequest):
     """run_animate on the uploads; returns its AnimateResult (the video is in a new job folder)."""
-    from talkingface.recipes.animate import AnimateOptions, run_animate
-
     if request.portrait_image and request.portrait_video:
         raise DataError("give a portrait photo or a portrait video, not both (clear one of them)")
     if request.portrait_video:
@@ -230,7 +229,7 @@ def animate_job(settings: AppSettings, request: AnimateRequest):
     if request.enhance and not sr_ckpt:
         raise CheckpointError(f"enhance needs a super-resolution checkpoint: {SR_HINT}")
     with job_folder(settings, "animate") as folder:
-        return run_animate(AnimateOptions(
+        return animate_recipe.run_animate(animate_recipe.AnimateOptions(
             source=str(source), driving=str(driving), out=str(folder / "animated.mp4"), ckpt=request.ckpt,
             relative=request.relative, crop_only=not request.paste_back, personalize=steps,
             render="full" if request.full_resolution else "model",
@@ -263,8 +262,6 @@ def check_audio(path: str | None, max_seconds: float) -> Path:
 def speak_job(settings: AppSettings, portrait: str | None, audio: str | None, text: str | None,
               ckpt: str | None = None):
     """run_speak on an uploaded portrait and speech audio, or text; returns its SpeakResult."""
-    from talkingface.recipes.speak import SpeakOptions, run_speak
-
     source = check_image(portrait, "portrait photo", settings.max_image_side)
     text = (text or "").strip() or None
     if audio and text:
@@ -273,19 +270,19 @@ def speak_job(settings: AppSettings, portrait: str | None, audio: str | None, te
         raise DataError(f"the text is {len(text)} characters long; this server speaks up to {settings.max_text}")
     speech = None if text is not None else str(check_audio(audio, settings.max_seconds))
     with job_folder(settings, "speak") as folder:
-        return run_speak(SpeakOptions(source=str(source), out=str(folder / "speak.mp4"), audio=speech, text=text,
-                                      ckpt=ckpt, device=settings.device))
+        return speak_recipe.run_speak(speak_recipe.SpeakOptions(
+            source=str(source), out=str(folder / "speak.mp4"), audio=speech, text=text, ckpt=ckpt,
+            device=settings.device))
 
 
 def personalize_job(settings: AppSettings, video: str | None, steps: float | int | None, base_ckpt: str | None,
                     models: list[SessionModel]):
     """run_personalize on an uploaded video; returns (PersonalizeResult, the SessionModel to add)."""
-    from talkingface.recipes.animate import default_checkpoint
-    from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
+    from talkingface.recipes.personalize import PersonalizeOptions, run_personalize  # lazy: torch (as check_image)
 
     person = check_video(video, "video of the person", settings.max_seconds, settings.max_image_side)
     step_count = check_steps(steps, settings, minimum=1)
-    base = base_ckpt or str(default_checkpoint())
+    base = base_ckpt or str(animate_recipe.default_checkpoint())
     with job_folder(settings, "personalize") as folder:
         result = run_personalize(PersonalizeOptions(
             ckpt=base, data=str(person), out=str(folder / "personalized.pth.tar"), steps=step_count,
@@ -296,7 +293,7 @@ def personalize_job(settings: AppSettings, video: str | None, steps: float | int
 
 def enhance_job(settings: AppSettings, video: str | None, sr_ckpt: str | None):
     """run_enhance on an uploaded clip of square face crops; returns its EnhanceResult."""
-    from talkingface.recipes.enhance import EnhanceOptions, run_enhance
+    from talkingface.recipes.enhance import EnhanceOptions, run_enhance  # lazy: torch (as check_image)
 
     clip = check_video(video, "clip", settings.max_seconds, settings.max_image_side)
     ckpt = sr_ckpt

@@ -19,6 +19,7 @@ from talkingface.checkpoints.official import (checkpoint_meta, generator_state, 
                                               read_checkpoint, save_checkpoint, to_official)
 from talkingface.config import Config
 from talkingface.errors import CheckpointError
+from talkingface.models.build import build_generator
 
 
 def grow_state(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
@@ -71,8 +72,6 @@ def spectral_vectors(weight: torch.Tensor, u: torch.Tensor, iterations: int = 50
 def grow_checkpoint(source_path: str | Path, cfg: Config, out_path: str | Path) -> list[str]:
     """Write a checkpoint for `cfg` (the larger model) whose generator starts from the
     generator in `source_path`; returns the resized tensors' names."""
-    from talkingface.models.build import build_generator
-
     ckpt = read_checkpoint(source_path)
     meta = checkpoint_meta(ckpt, source_path)
     for name, want in (("landmark_scheme", cfg.model.landmark_scheme), ("identity_dim", cfg.model.generator.class_dim)):

@@ -21,6 +21,7 @@ from torch import nn
 
 from talkingface.config import Config, load_config, parse_config
 from talkingface.errors import CheckpointError
+from talkingface.models.build import build_generator
 from talkingface.utils.atomic import atomic_torch_save
 
 FORMAT_VERSION = 1
@@ -346,8 +347,6 @@ class LoadedGenerator:
 
 def load_generator(path: str | Path, cfg: Config, map_location: str | torch.device = "cpu") -> LoadedGenerator:
     """Build the config's generator and strictly load a checkpoint's `generator` into it."""
-    from talkingface.models.build import build_generator
-
     ckpt = read_checkpoint(path)
     sd = strip_module_prefix(generator_state(ckpt, path))
     model = build_generator(cfg, spectral_norm=has_spectral_norm(sd))

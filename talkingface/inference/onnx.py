@@ -45,7 +45,8 @@ from torch import nn
 
 from talkingface.config import Config
 from talkingface.errors import CheckpointError, TalkingFaceError
-from talkingface.inference.engine import RenderGraph
+from talkingface.inference.engine import InferenceEngine, RenderGraph
+from talkingface.inference.fused import fuse_for_inference
 from talkingface.landmarks.scheme import SUBSET_SIZE
 from talkingface.models.generator import GeneratorInputs
 from talkingface.models.layers import fold_spectral_norm
@@ -103,9 +104,6 @@ class OnnxExport:
 def _fp32_copy(model_or_engine: Any, fuse: bool) -> tuple[nn.Module, str]:
     """A CPU float32 copy ready to trace: spectral norm folded, eval, fused if asked.
     The caller's model (or engine) is left as it is."""
-    from talkingface.inference.engine import InferenceEngine
-    from talkingface.inference.fused import fuse_for_inference
-
     if isinstance(model_or_engine, InferenceEngine):
         if model_or_engine.precision != "fp32":
             raise ValueError(f"cannot export a {model_or_engine.precision} engine: its convolutions hold rounded "

@@ -17,14 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from talkingface.landmarks.regions import mediapipe_regions
+from talkingface.metrics.identity import default_identity_encoder
+from talkingface.metrics.landmarks import default_landmarker
+from talkingface.preprocess.landmarks import FaceMeshTracker
+
 SHRINK = 0.9  # the face outline is scaled about its centre by this before measuring
 
 
 def face_points(image: np.ndarray, tracker=None) -> np.ndarray | None:
     """MediaPipe's 478 landmarks of the largest face, in pixels (N x 2), or None. Pass a
     still-image FaceMeshTracker to reuse it over many images (else one is made for this one)."""
-    from talkingface.preprocess.landmarks import FaceMeshTracker
-
     if tracker is None:
         with FaceMeshTracker(static=True) as own:
             return face_points(image, own)
@@ -37,8 +40,6 @@ def face_points(image: np.ndarray, tracker=None) -> np.ndarray | None:
 def sharpness(image: np.ndarray, points_px: np.ndarray) -> float:
     """Variance of the Laplacian (grey, 0..255) inside the face outline of `points_px`."""
     import cv2
-
-    from talkingface.landmarks.regions import mediapipe_regions
 
     oval = np.asarray(points_px, dtype=np.float64)[mediapipe_regions().face_oval]
     centre = oval.mean(axis=0)
@@ -58,19 +59,22 @@ def face_sharpness(image: np.ndarray, tracker=None) -> float:
 
 
 class IdentityDistance:
-    """dlib descriptor distance to one reference face (the photo), computed once."""
+    """dlib descriptor distance to one reference face (the photo), computed once. Frames are
+    searched where the photo's face is (dlib.DlibLandmarker.detect's `near`): a video made
+    from the photo keeps the face near its place, and a false detection elsewhere (a badge)
+    would score a stranger."""
 
     def __init__(self, reference: np.ndarray):
-        from talkingface.metrics.identity import default_identity_encoder
-        from talkingface.metrics.landmarks import default_landmarker
-
         self.landmarker = default_landmarker()
         self.encoder = default_identity_encoder()
-        self.reference = self.descriptor(reference)
+        reference = np.ascontiguousarray(reference, dtype=np.uint8)
+        face = self.landmarker.detect(reference)
+        self.box = None if face is None else face.box  # where frames are searched for the face
+        self.reference = None if face is None else self.encoder.embed(reference, face)
 
     def descriptor(self, image: np.ndarray) -> np.ndarray | None:
         image = np.ascontiguousarray(image, dtype=np.uint8)
-        face = self.landmarker.detect(image)
+        face = self.landmarker.detect(image, near=self.box)
         return None if face is None else self.encoder.embed(image, face)
 
     def __call__(self, image: np.ndarray) -> float:
@@ -91,8 +95,6 @@ class FaceQuality:
 def face_quality(photo: np.ndarray, frames, every: int = 1) -> FaceQuality:
     """Sharpness ratio and identity distance of video frames against their photo, over
     every `every`-th frame (frames without a detectable face are counted, not scored)."""
-    from talkingface.preprocess.landmarks import FaceMeshTracker
-
     with FaceMeshTracker(static=True) as tracker:
         return _face_quality(photo, frames, every, tracker)
 

@@ -55,14 +55,18 @@ class DlibLandmarker:
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(predictor_path or dlib_model_path(SHAPE_PREDICTOR_68)))
 
-    def detect(self, image: np.ndarray) -> FaceLandmarks | None:
-        """Landmarks of the largest face, or None when no face is found."""
+    def detect(self, image: np.ndarray, near: tuple[float, float, float, float] | None = None
+               ) -> FaceLandmarks | None:
+        """Landmarks of the largest face, or None when no face is found. With `near` (a box
+        left, top, right, bottom where the face is expected, e.g. the photo's face in a video
+        made from it), only detections centred inside that box grown by half its size count:
+        the HOG detector sometimes fires on a round badge or logo and misses the face."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
         # Talking-head crops hold big faces: try at native scale first (fast), then
         # upsampled once, which finds faces down to about 40 pixels.
         for upsample in (0, 1):
-            rects = self._detector(image, upsample)
-            if len(rects):
+            rects = [r for r in self._detector(image, upsample) if near is None or _centred_in(r, near)]
+            if rects:
                 break
         else:
             return None
@@ -70,6 +74,14 @@ class DlibLandmarker:
         shape = self._predictor(image, rect)
         points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
         return FaceLandmarks((rect.left(), rect.top(), rect.right(), rect.bottom()), points)
+
+
+def _centred_in(rect, box: tuple[float, float, float, float], grow: float = 0.5) -> bool:
+    """Whether a dlib rectangle's centre lies in `box` grown by `grow` of its size on each side."""
+    left, top, right, bottom = box
+    dx, dy = grow * (right - left), grow * (bottom - top)
+    cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+    return left - dx <= cx <= right + dx and top - dy <= cy <= bottom + dy
 
 
 @functools.lru_cache(maxsize=1)

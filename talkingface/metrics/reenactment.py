@@ -15,6 +15,8 @@ from typing import Iterable
 
 import numpy as np
 
+from talkingface.preprocess.landmarks import FaceMeshTracker
+
 # Face Mesh indices: inner lips (top, bottom), eye outer corners, upper-lip centre.
 _INNER_LIP_TOP, _INNER_LIP_BOTTOM = 13, 14
 _EYE_CORNERS = (33, 263)
@@ -46,8 +48,6 @@ def motion_signals(points: np.ndarray) -> tuple[float, float, float]:
 
 def track_motion(frames: Iterable[np.ndarray]) -> MotionTrack:
     """Track RGB uint8 frames (video mode: each frame starts from the last one's face)."""
-    from talkingface.preprocess.landmarks import FaceMeshTracker
-
     rows, missing = [], 0
     with FaceMeshTracker(static=False) as tracker:
         for frame in frames:

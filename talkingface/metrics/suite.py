@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 
 from talkingface.errors import DataError
+from talkingface.metrics.identity import ArcFaceOnnxEncoder, cosine_similarity, default_identity_encoder
 from talkingface.metrics.image import PSNR_CAP_DB, l1, psnr, ssim
+from talkingface.metrics.landmarks import default_landmarker, keypoint_distance
 from talkingface.metrics.temporal import FlowOptions, consistent_flow, pair_warping_error
 
 if TYPE_CHECKING:  # importing lpips loads torch; the pixel metrics should not have to
@@ -113,9 +115,6 @@ class FrameEvaluator:
         self._source_embedding = None
         self.source_face_found: bool | None = None
         if opts.faces:
-            from talkingface.metrics.identity import ArcFaceOnnxEncoder, default_identity_encoder
-            from talkingface.metrics.landmarks import default_landmarker
-
             self._landmarker = default_landmarker()
             self._encoder = ArcFaceOnnxEncoder(opts.arcface) if opts.arcface else default_identity_encoder()
             if source is not None:
@@ -136,6 +135,7 @@ class FrameEvaluator:
 
         self._lpips = None
         if opts.lpips is not None:
+            # lazy: torch (the pixel metrics stay torch-free)
             from talkingface.metrics.lpips import LpipsMetric
 
             self._lpips = LpipsMetric(opts.lpips, opts.device)
@@ -143,6 +143,7 @@ class FrameEvaluator:
             self.skipped["lpips"] = "no LPIPS weights given"
         self._inception = None
         if opts.inception is not None:
+            # lazy: torch (the pixel metrics stay torch-free)
             from talkingface.metrics.fid import InceptionFeatureExtractor
 
             self._inception = InceptionFeatureExtractor(opts.inception, opts.device)
@@ -178,9 +179,6 @@ class FrameEvaluator:
         return rec
 
     def _face_metrics(self, rec: FrameRecord, pred: np.ndarray, gt: np.ndarray) -> None:
-        from talkingface.metrics.identity import cosine_similarity
-        from talkingface.metrics.landmarks import keypoint_distance
-
         fp, fg = self._landmarker.detect(pred), self._landmarker.detect(gt)
         rec.face_pred, rec.face_gt = fp is not None, fg is not None
         if fp is None:
@@ -215,6 +213,7 @@ class FrameEvaluator:
         self._flush()
         fid = None
         if self._inception is not None:
+            # lazy: torch (the pixel metrics stay torch-free)
             from talkingface.metrics.fid import fid_from_features
 
             if len(self.records) < 2:

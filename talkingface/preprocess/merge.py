@@ -24,6 +24,7 @@ from talkingface.errors import DataError
 from talkingface.preprocess.store import FORMAT, FORMAT_VERSION
 from talkingface.preprocess.validate import detect_scheme
 from talkingface.utils.atomic import atomic_dir
+from talkingface.utils.images import image_size
 from talkingface.utils.paths import refuse_overwrite
 
 SOURCE_SUFFIXES = (".png", "_ldmk.npy", "_theta.npy", "_id.npy")
@@ -65,8 +66,6 @@ def dataset_facts(root: Path) -> tuple[str | None, int | None, int | None]:
         dim = int(np.load(ids[0], allow_pickle=False).shape[-1]) if ids else None
     size = meta.get("resolution")
     if not isinstance(size, int):
-        from talkingface.utils.images import image_size
-
         srcs = sorted(root.glob("src_*.png"))
         size = image_size(srcs[0])[0] if srcs else None  # (closes the file; a damaged one is a DataError)
     return detect_scheme(root), dim, size

@@ -35,6 +35,7 @@ from talkingface.preprocess.detect import (CropBox, FaceDetector, box_around_poi
 from talkingface.preprocess.identity import IDENTITY_DIM, identity_embedding
 from talkingface.preprocess.landmarks import (BilateralSettings, FaceMeshTracker, OneEuroFilter, OneEuroSettings,
                                               TemporalBilateralSmoother)
+from talkingface.preprocess.preview import write_preview
 from talkingface.preprocess.scenes import SceneCutDetector, SceneCutSettings
 from talkingface.preprocess.segments import (Portrait, Segment, gather_frames, group_segments, keep_segments,
                                              pick_source, shot_rows)
@@ -431,8 +432,6 @@ def _stage_identity(folder: Path, group: list[Segment], s: VideoSettings, head: 
     np.save(folder / "src_id.npy", identity.reshape(1, IDENTITY_DIM).astype(np.float32))
 
     if s.preview:
-        from talkingface.preprocess.preview import write_preview
-
         write_preview(frames_dir, frames_dir / PREVIEW_FILE, fps)
 
     mine = np.zeros(len(frame_boxes), dtype=bool)  # frames of this identity's shots

@@ -12,6 +12,7 @@ import numpy as np
 
 from talkingface.landmarks.encoding import draw_line_image, eye_mask, mouth_mask, normalized_subset
 from talkingface.landmarks.scheme import LandmarkScheme, get_scheme
+from talkingface.utils.video import write_video
 
 ROLE_COLOR = (255, 64, 64)
 GAZE_COLOR = (64, 160, 255)
@@ -54,6 +55,4 @@ def _frames(frames_dir: Path, scheme: LandmarkScheme) -> Iterator[np.ndarray]:
 
 def write_preview(frames_dir: Path, out: Path, fps: float, scheme_name: str = "mediapipe478") -> int:
     """Render every frame in {frames_dir}/imgs (streamed) into `out`; returns the frame count."""
-    from talkingface.utils.video import write_video
-
     return write_video(out, _frames(frames_dir, get_scheme(scheme_name)), fps)

@@ -16,7 +16,8 @@ import numpy as np
 from talkingface.data.official import IMAGE_EXTENSIONS
 from talkingface.errors import DataError
 from talkingface.utils.images import read_image
-from talkingface.utils.video import VIDEO_EXTENSIONS, DecodeStats
+from talkingface.utils.decoding import DecodeStats
+from talkingface.utils.video import VIDEO_EXTENSIONS, first_video_frame, iter_frames, probe_video
 
 
 class InputKind(enum.Enum):
@@ -126,8 +127,6 @@ def display_rotation(path: Path) -> int:
     """The video's display rotation (degrees counter-clockwise, a multiple of 90), from
     the first frame's display matrix. Phones store portrait video sideways plus this.
     The first frame that decodes counts (damaged packets before it are skipped)."""
-    from talkingface.utils.video import first_video_frame
-
     try:
         frame = first_video_frame(path)
     except DataError:
@@ -145,8 +144,6 @@ def _rotated(frames: Iterator[np.ndarray], quarter_turns: int) -> Iterator[np.nd
 def open_stream(item: InputItem, image_fps: float = 25.0) -> FrameStream:
     """Open an input for streaming. Raises DataError naming the file when it is
     missing, unreadable or empty."""
-    from talkingface.utils.video import iter_frames, probe_video
-
     if item.kind is InputKind.IMAGES:
         files = _image_files(item.path)
         if not files:

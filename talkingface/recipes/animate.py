@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from talkingface.animate.motion import HeadLimits
 from talkingface.errors import CheckpointError, ConfigError, DataError
+from talkingface.utils.audio import audio_decodes
 from talkingface.utils.options import (device_option, force_option, option, precision_option, render_option,
                                        vgg19_option)
 from talkingface.utils.paths import refuse_overwrite
+from talkingface.utils.video import write_video
 
 if TYPE_CHECKING:
     from talkingface.animate.fullres import FullResSettings
@@ -46,6 +49,9 @@ class AnimateOptions:
                                   "motion).", flag="--absolute")
     find_best_frame: bool = option(False, "Measure motion from the driving frame most like the source (default: "
                                           "the first with a face).")
+    head_limit: bool = option(True, "Follow the driving head however far it moves (default: relative head motion "
+                                    "bends smoothly towards the range the model was trained on; "
+                                    "animate.motion.HeadLimits).", flag="--no-head-limit")
     crop_only: bool = option(False, "Write the generated face crops at the model's size, no paste-back.")
     render: str = render_option()
     batch_size: int = option(8, "Driving frames per forward pass.")
@@ -117,6 +123,7 @@ def _check_options(opts: AnimateOptions) -> tuple[Path, Path, Path]:
 
 
 def _personalize(opts: AnimateOptions, ckpt: Path, source: Path, workdir: Path) -> Path:
+    # lazy: torch (this module stays torch-free: `talkingface animate --help`, speak, demo, app)
     from talkingface.animate.pipeline import is_image_path
     from talkingface.recipes.personalize import PersonalizeOptions, run_personalize
 
@@ -135,6 +142,7 @@ def _enhancer(sr_ckpt: str, device, source_crop: np.ndarray, precision: str = "a
     `precision` auto is checked on the source's own crop (only where a low precision is native)."""
     import cv2
 
+    # lazy: torch (as in _personalize)
     from talkingface.checkpoints.sr import load_temporal_sr
     from talkingface.inference import resolve_precision
     from talkingface.inference.sr import (InputResizedWarning, iter_planned, plan_windows, prepare_sr, sample_clip,
@@ -175,6 +183,7 @@ def _enhancer(sr_ckpt: str, device, source_crop: np.ndarray, precision: str = "a
 
 
 def _check_decodes(path: Path) -> None:
+    # lazy: torch (as in _personalize)
     from talkingface.animate.pipeline import close_frames, is_image_path, open_video, read_image
 
     if is_image_path(path):
@@ -189,13 +198,13 @@ def _check_decodes(path: Path) -> None:
 
 
 def run_animate(opts: AnimateOptions) -> AnimateResult:
+    # lazy: torch (as in _personalize)
     from talkingface.animate.driving import driving_poses, track_driving
     from talkingface.animate.fullres import FullResSettings
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
                                               prepare_engine, reference_frame, render_frames, settings_for_model)
     from talkingface.checkpoints.official import config_for_checkpoint, load_generator
     from talkingface.utils.device import resolve_device
-    from talkingface.utils.video import audio_decodes, write_video
 
     began = time.perf_counter()
     source_path, driving_path, out = _check_options(opts)
@@ -208,7 +217,8 @@ def run_animate(opts: AnimateOptions) -> AnimateResult:
     check_model_config(cfg, opts.config or ckpt)
     device = resolve_device(opts.device)
     settings = settings_for_model(cfg, relative=opts.relative, find_best_frame=opts.find_best_frame,
-                                  crop_only=opts.crop_only, batch_size=opts.batch_size, feather=opts.feather,
+                                  head_limits=HeadLimits() if opts.head_limit else None, crop_only=opts.crop_only,
+                                  batch_size=opts.batch_size, feather=opts.feather,
                                   smooth=opts.smooth, render=opts.render, fullres=opts.fullres or FullResSettings())
 
     # Faces before the slow steps (personalisation, model loads): a missing face fails in seconds.

@@ -14,11 +14,16 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
+from talkingface.checkpoints.sr import load_temporal_sr
 from talkingface.errors import DataError, TalkingFaceError
-from talkingface.inference.sr import Chunking, InputResizedWarning, iter_planned, plan_windows, sample_clip
+from talkingface.inference import resolve_precision
+from talkingface.inference.sr import (Chunking, InputResizedWarning, iter_planned, plan_windows, prepare_sr,
+                                      sample_clip, sr_psnr_check)
+from talkingface.utils.device import resolve_device
 from talkingface.utils.images import image_size, list_images, read_image, save_png, to_tensor, to_uint8_round
 from talkingface.utils.options import device_option, force_option, option, precision_option
 from talkingface.utils.paths import refuse_overwrite
+from talkingface.utils.video import VIDEO_EXTENSIONS, iter_frames, probe_video, write_video
 
 
 def list_frame_files(folder: Path) -> list[Path]:
@@ -61,8 +66,6 @@ class InputClip:
 
 def inspect_input(path: str | Path) -> InputClip:
     """Check an input before any work: it exists, has frames, and they are square."""
-    from talkingface.utils.video import VIDEO_EXTENSIONS, probe_video
-
     path = Path(path)
     if path.is_dir():
         files = list_frame_files(path)
@@ -84,8 +87,6 @@ def inspect_input(path: str | Path) -> InputClip:
 
 def read_frames(clip: InputClip, size: int) -> Iterator[np.ndarray]:
     """Decode the frames (H x W x 3 uint8 RGB), resized to size x size with a warning when needed."""
-    from talkingface.utils.video import iter_frames
-
     others = [w for w, _ in clip.sizes if w != size]
     if others:
         shown = ", ".join(f"{w}x{w}" for w in others)
@@ -135,12 +136,6 @@ class EnhanceResult:
 
 def run_enhance(opts: EnhanceOptions) -> EnhanceResult:
     """Load the checkpoint, super-resolve the input, write PNGs or a video (fps and audio kept)."""
-    from talkingface.checkpoints.sr import load_temporal_sr
-    from talkingface.inference import resolve_precision
-    from talkingface.inference.sr import prepare_sr, sr_psnr_check
-    from talkingface.utils.device import resolve_device
-    from talkingface.utils.video import VIDEO_EXTENSIONS, write_video
-
     began = time.perf_counter()
     if opts.batch_size < 1:
         raise TalkingFaceError(f"batch size must be >= 1, got {opts.batch_size}")

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from talkingface.checkpoints.official import (checkpoint_meta, config_for_checkpoint, load_generator, read_checkpoint,
                                               save_checkpoint)
 from talkingface.errors import CheckpointError, TalkingFaceError
+from talkingface.inference.onnx import OnnxExport, encoder_path, export_onnx, require_extra
 from talkingface.utils.options import option
 from talkingface.utils.paths import refuse_overwrite
-
-if TYPE_CHECKING:
-    from talkingface.inference.onnx import OnnxExport
 
 
 @dataclass
@@ -66,8 +63,6 @@ def _epoch(ckpt: dict, path: Path) -> int:
 
 def export_onnx_graphs(ckpt: str, out: str, config: str | None = None) -> OnnxExport:
     """The checkpoint's generator as ONNX graphs: OUT.onnx (per frame) and OUT.encoder.onnx."""
-    from talkingface.inference.onnx import encoder_path, export_onnx, require_extra
-
     src, dst = Path(ckpt), Path(out)
     if dst.suffix != ".onnx":
         raise TalkingFaceError("--onnx names a .onnx file (the source encoder is written beside it as "

@@ -32,6 +32,8 @@ from talkingface.data.official import OfficialDataset, open_dataset
 from talkingface.errors import CheckpointError, TalkingFaceError
 from talkingface.inference import InferenceEngine, generator_psnr_check, resolve_precision
 from talkingface.inference.reconstruct import iter_reconstruct
+from talkingface.metrics import FrameEvaluator
+from talkingface.metrics.report import format_summary, plot_frame_metrics, write_frame_csv, write_summary_json
 from talkingface.models.generator import batch_inputs
 from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.atomic import atomic_dir, atomic_path
@@ -168,9 +170,6 @@ def _keep_partial(tmp_dir: Path, frames_dir: Path, count: int, error: BaseExcept
 
 def evaluate_reconstruction(dataset: OfficialDataset, frames_dir: Path, report_dir: Path) -> None:
     """Self-reconstruction scores: each output frame against its driving frame (the ground truth)."""
-    from talkingface.metrics import FrameEvaluator
-    from talkingface.metrics.report import format_summary, plot_frame_metrics, write_frame_csv, write_summary_json
-
     evaluator = FrameEvaluator()
     for frame in tqdm(dataset.frames, unit="frame", desc="evaluate", dynamic_ncols=True):
         with Image.open(frames_dir / frame.output_name) as im:

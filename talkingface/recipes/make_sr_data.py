@@ -31,9 +31,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from talkingface.data.official import Frame, read_source_map, scan_frames
+from talkingface.checkpoints.official import OFFICIAL_CKPT_HINT, load_generator
+from talkingface.config import load_config
+from talkingface.data.official import Frame, open_dataset, read_source_map, scan_frames
 from talkingface.errors import CheckpointError, DataError, TalkingFaceError
+from talkingface.inference.reconstruct import reconstruct
+from talkingface.models.layers import fold_spectral_norm
 from talkingface.utils.atomic import atomic_path
+from talkingface.utils.device import resolve_device
 from talkingface.utils.options import device_option, option
 from talkingface.utils.paths import refuse_overwrite
 from talkingface.utils.images import image_size, read_image, save_png
@@ -174,8 +179,6 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
     gt_side = _gt_side(frames)
     mode = "base-model" if opts.ckpt else "degrade"
     if mode == "base-model":
-        from talkingface.config import load_config
-
         cfg = load_config(opts.config)
         lq_side = cfg.resolution[0]
         if gt_side != 2 * lq_side:
@@ -183,8 +186,6 @@ def run_make_sr_data(opts: MakeSRDataOptions) -> MakeSRDataResult:
                             f"{lq_side}x{lq_side} output, {2 * lq_side}x{2 * lq_side} (preprocess with "
                             f"--size {2 * lq_side})", frames[0].image)
         if not Path(opts.ckpt).is_file():
-            from talkingface.checkpoints.official import OFFICIAL_CKPT_HINT
-
             raise CheckpointError(f"base-model checkpoint not found; {OFFICIAL_CKPT_HINT}", opts.ckpt)
     else:
         if gt_side % 2:
@@ -246,12 +247,6 @@ def _base_model_pairs(opts: MakeSRDataOptions, cfg, root: Path, frames: list[Fra
                       write_pair) -> None:
     """Self-reconstruction of the pending frames by the base model, each paired with its GT."""
     import torch
-
-    from talkingface.checkpoints.official import load_generator
-    from talkingface.models.layers import fold_spectral_norm
-    from talkingface.inference.reconstruct import reconstruct
-    from talkingface.data.official import open_dataset
-    from talkingface.utils.device import resolve_device
 
     device = resolve_device(opts.device)
     model = fold_spectral_norm(load_generator(opts.ckpt, cfg).model).eval().to(device)

@@ -27,6 +27,8 @@ from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.losses.metaportrait import MetaPortraitLoss
 from talkingface.models.generator import batch_inputs
+from talkingface.preprocess.pipeline import IDENTITY_DIM, SCHEME
+from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
 from talkingface.training.adaptation import AdaptSettings, adapt
 from talkingface.training.common import load_vgg, mixed_precision_dtype, seed_everything
 from talkingface.utils.atomic import atomic_path, check_writable
@@ -98,9 +100,6 @@ def _endless(dataset, indices: list[int], batch_size: int, seed: int):
 
 def preprocess_for_model(video: Path, out: Path, cfg: Config) -> Path:
     """Preprocess one video into a dataset matching the model (MediaPipe landmarks, dlib identity)."""
-    from talkingface.preprocess.pipeline import IDENTITY_DIM, SCHEME
-    from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
-
     if cfg.model.landmark_scheme != SCHEME or cfg.model.generator.class_dim != IDENTITY_DIM:
         raise ConfigError(f"a video can only drive a {SCHEME} model with {IDENTITY_DIM}-d identities (what "
                           f"preprocessing produces); this model uses {cfg.model.landmark_scheme} and "

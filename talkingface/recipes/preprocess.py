@@ -14,14 +14,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from talkingface.config import load_config
 from talkingface.data.shards import DEFAULT_SHARD_BYTES, INDEX_FILE, import_webdataset
 from talkingface.errors import ConfigError, DataError, TalkingFaceError
 from talkingface.preprocess.identity import IDENTITY_DIM
+from talkingface.preprocess.merge import merge_datasets
+from talkingface.preprocess.pack import pack_dataset
 from talkingface.preprocess.parallel import InOrder, RaySettings, import_ray, run_on_ray
 from talkingface.preprocess.pipeline import SCHEME, VideoResult, VideoSettings, process_input
 from talkingface.preprocess.shard_store import ShardStore
 from talkingface.preprocess.sources import InputItem, Shard, expand_inputs
 from talkingface.preprocess.store import DatasetStore
+from talkingface.preprocess.validate import validate_dataset
 from talkingface.utils.options import option, shard_size_option
 from talkingface.utils.paths import refuse_overwrite
 
@@ -87,8 +91,6 @@ def video_settings(opts: PreprocessOptions) -> VideoSettings:
     """Defaults <- the config's dataset block (if --config) <- explicit options."""
     settings = VideoSettings()
     if opts.config is not None:
-        from talkingface.config import load_config
-
         cfg = load_config(opts.config)
         if cfg.model.landmark_scheme != SCHEME:
             raise ConfigError(f"preprocess writes {SCHEME} landmarks, but this config's model.landmark_scheme is "
@@ -286,8 +288,6 @@ class ValidateOptions:
 
 
 def run_validate(opts: ValidateOptions):
-    from talkingface.preprocess.validate import validate_dataset
-
     report = validate_dataset(Path(opts.root), scheme_name=opts.scheme, identity_dim=opts.identity_dim,
                               check_images=opts.check_images)
     print(report.summary(opts.max_problems_shown))
@@ -305,8 +305,6 @@ class MergeOptions:
 
 
 def run_merge(opts: MergeOptions):
-    from talkingface.preprocess.merge import merge_datasets
-
     result = merge_datasets([Path(p) for p in opts.inputs], Path(opts.out), force=opts.force, link=opts.link)
     print(f"merge-data: {result.identities} identities, {result.frames} frames from {len(opts.inputs)} datasets "
           f"into {opts.out}" + (f"; {result.renamed} frame names changed to stay unique" if result.renamed else "")
@@ -323,8 +321,6 @@ class PackOptions:
 
 
 def run_pack(opts: PackOptions):
-    from talkingface.preprocess.pack import pack_dataset
-
     with tqdm(unit="frame", desc="pack-shards", dynamic_ncols=True) as bar:
         result = pack_dataset(Path(opts.root), Path(opts.out), opts.shard_bytes, progress=bar.update)
     print(f"pack-shards: {result.frames} frames of {result.identities} identities in {result.shards} shards "

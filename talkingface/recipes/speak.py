@@ -23,8 +23,15 @@ from tqdm import tqdm
 
 from talkingface.errors import ConfigError, DataError
 from talkingface.recipes.animate import OUTPUT_EXTENSIONS, RENDER_MODES, default_checkpoint
+from talkingface.speech.align import SAMPLE_RATE, SILENCE, align_speech
+from talkingface.speech.espeak import synthesize
+from talkingface.speech.track import SpeechTrack, TrackFile, TrackSettings
+from talkingface.utils.atomic import atomic_path
+from talkingface.utils.audio import read_audio
+from talkingface.utils.decoding import DamagedVideoWarning
 from talkingface.utils.options import device_option, force_option, option, precision_option, render_option
 from talkingface.utils.paths import refuse_overwrite
+from talkingface.utils.video import write_video
 
 MAX_FPS = 120.0
 
@@ -108,9 +115,6 @@ def _check_options(opts: SpeakOptions) -> tuple[Path, Path, Path | None]:
 
 def _track_file(stack: contextlib.ExitStack, path: Path | None, frames: int):
     """The --save-landmarks writer on a temporary file renamed when the run completes (None without it)."""
-    from talkingface.speech.track import TrackFile
-    from talkingface.utils.atomic import atomic_path
-
     if path is None:
         return None
     writer = TrackFile(stack.enter_context(atomic_path(path)), frames, 478)
@@ -119,14 +123,11 @@ def _track_file(stack: contextlib.ExitStack, path: Path | None, frames: int):
 
 
 def run_speak(opts: SpeakOptions) -> SpeakResult:
+    # lazy: torch (`talkingface speak --help` imports this module, and no torch)
     from talkingface.animate.pipeline import (CropRenderer, check_model_config, load_source, model_scheme,
                                               prepare_engine, render_frames, settings_for_model)
     from talkingface.checkpoints.official import config_for_checkpoint, load_generator
-    from talkingface.speech.align import SAMPLE_RATE, SILENCE, align_speech
-    from talkingface.speech.espeak import synthesize
-    from talkingface.speech.track import SpeechTrack, TrackSettings
     from talkingface.utils.device import resolve_device
-    from talkingface.utils.video import read_audio, write_video
 
     began = time.perf_counter()
     source_path, out, landmarks_path = _check_options(opts)
@@ -205,8 +206,6 @@ def run_speak(opts: SpeakOptions) -> SpeakResult:
 @contextlib.contextmanager
 def _held_damage_warnings(held: list) -> Iterator[None]:
     """Keep the block's DamagedVideoWarnings in `held` (for the caller to say once); others pass on."""
-    from talkingface.utils.video import DamagedVideoWarning
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

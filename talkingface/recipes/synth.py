@@ -21,10 +21,14 @@ from talkingface.data.synthetic import (MotionSpec, SyntheticClip, detect_mesh, 
                                         write_synthetic_dataset)
 from talkingface.errors import ConfigError, DataError
 from talkingface.landmarks.scheme import get_scheme
+from talkingface.preprocess.align import theta_from_points
+from talkingface.preprocess.detect import FaceDetector, box_around_points, crop_frame
+from talkingface.preprocess.identity import identity_embedding
 from talkingface.preprocess.portrait import detect_landmarks
 from talkingface.utils.images import read_image
 from talkingface.utils.options import option
 from talkingface.utils.paths import refuse_overwrite
+from talkingface.utils.video import write_video
 
 # Preprocessing's crop (VideoSettings.crop_expand / crop_offset_y, the reference's values),
 # so synthetic data is framed like preprocessed data.
@@ -64,8 +68,6 @@ class SynthResult:
 
 def crop_face(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessing's square face crop, resized to size; returns (crop, points in 0..1 of the crop)."""
-    from talkingface.preprocess.detect import box_around_points, crop_frame
-
     h, w = image.shape[:2]
     points_px = np.asarray(points, dtype=np.float64) * (w, h)
     box = box_around_points(points_px, CROP_EXPAND, CROP_OFFSET_Y)
@@ -75,8 +77,6 @@ def crop_face(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndar
 def crop_mesh(image: np.ndarray, mesh: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """`crop_face` for a 3-D Face Mesh (478 x 3, depth in image widths): the crop and the
     mesh in it (x, y in 0..1 of the crop, depth in crop widths)."""
-    from talkingface.preprocess.detect import box_around_points
-
     w = image.shape[1]
     mesh = np.asarray(mesh, dtype=np.float64)
     crop, points = crop_face(image, mesh[:, :2], size)
@@ -91,15 +91,11 @@ def _identity_settings(opts: SynthOptions) -> tuple[int, Callable[[np.ndarray, n
     if opts.identity == "dlib":
         if opts.identity_dim not in (None, DLIB_DIM):
             raise ConfigError(f"the dlib identity has {DLIB_DIM} values; drop --identity-dim or set it to {DLIB_DIM}")
-        from talkingface.preprocess.identity import identity_embedding
-
         return DLIB_DIM, identity_embedding
     raise ConfigError(f"unknown identity {opts.identity!r}; known: hash, dlib")
 
 
 def run_synth(opts: SynthOptions) -> SynthResult:
-    from talkingface.preprocess.align import theta_from_points
-
     start = time.perf_counter()
     if not opts.portraits:
         raise DataError("no portraits given")
@@ -140,8 +136,6 @@ def run_synth(opts: SynthOptions) -> SynthResult:
 
     video = None
     if opts.video:
-        from talkingface.utils.video import write_video
-
         video = Path(opts.video)
         write_video(video, (frame for clip in clips for frame in clip.frames), opts.fps)
         print(f"Preview: {video}")
@@ -152,8 +146,6 @@ def run_synth(opts: SynthOptions) -> SynthResult:
 def _say_if_several_faces(image: np.ndarray, path) -> None:
     """One warning naming a portrait with more than one face (Face Mesh then takes its most confident)."""
     import warnings
-
-    from talkingface.preprocess.detect import FaceDetector
 
     with FaceDetector(full_range=True, min_confidence=0.5) as detector:
         faces = detector.count(image)

@@ -13,7 +13,7 @@ Both use the American English acoustic model inside the pocketsphinx wheel. Phon
 are ARPAbet without stress digits (`AA`, `B`, ... as the CMU dictionary writes them);
 `SIL` is silence. Times are in seconds at pocketsphinx's 10 ms frame rate.
 
-Audio is decoded with PyAV (talkingface.utils.video.read_audio) to 16 kHz mono. Before
+Audio is decoded with PyAV (talkingface.utils.audio.read_audio) to 16 kHz mono. Before
 decoding, a little seeded noise is added: digital silence (exact zeros, which
 synthesised speech has between words) makes the recogniser's log-energy features
 degenerate, and the alignment then stops early (measured on espeak-ng speech:
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+
+from talkingface.speech.espeak import EspeakMissingError, pronounce
 
 SAMPLE_RATE = 16000  # what the acoustic model was trained on
 FRAME_SECONDS = 0.01  # pocketsphinx's frame shift (100 frames a second)
@@ -143,8 +145,6 @@ def transcript_words(text: str) -> list[str]:
 def _missing_pronunciations(words: list[str]) -> dict[str, list[str]]:
     """espeak-ng's pronunciations of the words the CMU dictionary lacks ({} when it has them all);
     AlignmentFailed when some word has none (espeak-ng missing, or no phoneme it knows)."""
-    from talkingface.speech.espeak import EspeakMissingError, pronounce
-
     decoder = _decoder()
     missing = sorted({w for w in words if decoder.lookup_word(w) is None})
     if not missing:

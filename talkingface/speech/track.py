@@ -34,6 +34,8 @@ from typing import Iterator
 
 import numpy as np
 
+from talkingface.data.synthetic import Motion, MotionSpec, generate_motion, synthesize_clip
+from talkingface.landmarks.scheme import get_scheme
 from talkingface.speech.align import FRAME_SECONDS, Alignment
 from talkingface.speech.visemes import CLOSED, NAMES, VISEMES, VisemeOffsets, phoneme_visemes, viseme_offsets
 
@@ -143,9 +145,6 @@ class SpeechTrack:
                  settings: TrackSettings = TrackSettings()):
         """neutral: the face's landmarks (N x 2, 0..1 of `image`, mediapipe478); image: the picture
         they are on (the source crop: its size sets the pixel scale of the eyelid warps)."""
-        from talkingface.data.synthetic import MotionSpec, generate_motion
-        from talkingface.landmarks.scheme import get_scheme
-
         self.neutral = np.asarray(neutral, dtype=np.float64)
         self.image = image
         self.settings = s = settings
@@ -175,8 +174,6 @@ class SpeechTrack:
         return self.offsets.blend(weights, gain), weights.argmax(axis=1)
 
     def chunk(self, start: int, stop: int) -> TrackChunk:
-        from talkingface.data.synthetic import Motion, synthesize_clip
-
         offsets, visemes = self.mouth_offsets(start, stop)
         part = slice(start, stop)
         m = self.motion

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from talkingface.data.synthetic.warps import FaceGeometry, parted_lips
+from talkingface.landmarks.regions import INNER_LIP_MIDDLE, mediapipe_regions
 from talkingface.landmarks.scheme import LandmarkScheme, get_scheme
 
 
@@ -141,9 +143,6 @@ class _MouthFrame:
 
 
 def _mouth_frame(points: np.ndarray, scheme: LandmarkScheme) -> _MouthFrame:
-    from talkingface.data.synthetic.warps import FaceGeometry
-    from talkingface.landmarks.regions import INNER_LIP_MIDDLE, mediapipe_regions
-
     geo = FaceGeometry.from_landmarks(points, scheme)
     left, right = geo.mouth_corners
     along = (right - left) / max(float(np.linalg.norm(right - left)), 1e-9)
@@ -199,8 +198,6 @@ def _closure_field(points: np.ndarray, mouth: _MouthFrame) -> np.ndarray:
 def viseme_offsets(neutral: np.ndarray, scheme: LandmarkScheme | None = None) -> VisemeOffsets:
     """Every viseme's offsets (V x N x 2) for a face whose neutral landmarks are `neutral`
     (N x 2 mediapipe478 points, any units: the offsets come back in the same units)."""
-    from talkingface.data.synthetic.warps import parted_lips
-
     scheme = scheme or get_scheme("mediapipe478")
     neutral = np.asarray(neutral, dtype=np.float64)
     height = float(np.ptp(neutral[:, 1]))

@@ -14,6 +14,8 @@ from talkingface.config.sr import METRIC_TYPES, ValConfig
 from talkingface.data.sr_clips import SRClip, iter_clip_frames
 from talkingface.inference.sr import iter_planned, plan_windows
 from talkingface.metrics.image import PSNR_CAP_DB, psnr, ssim
+from talkingface.metrics.lpips import LpipsMetric, find_lpips_weights
+from talkingface.metrics.temporal import consistent_flow, pair_warping_error
 from talkingface.models.temporal_sr import TemporalSRNet
 from talkingface.utils.images import save_png, to_tensor, to_uint8_round
 
@@ -29,8 +31,6 @@ class ClipScorer:
     _count: int = 0
 
     def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        from talkingface.metrics.temporal import consistent_flow, pair_warping_error
-
         for name, m in self.metrics.items():
             kind = METRIC_TYPES[m.type]
             b = m.crop_border
@@ -61,8 +61,6 @@ def load_lpips(metrics: dict, alexnet: str | None, lin: str | None, device: torc
     """The LPIPS network when a metric asks for it and its weights are found; else None, said once."""
     if not any(METRIC_TYPES[m.type] == "lpips" for m in metrics.values()):
         return None
-    from talkingface.metrics.lpips import LpipsMetric, find_lpips_weights
-
     weights, why = find_lpips_weights(alexnet, lin)
     if weights is None:
         print(why)

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from talkingface.errors import TalkingFaceError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -185,8 +187,6 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 def atomic_torch_save(obj, target: str | os.PathLike) -> None:
     """`torch.save` through a temporary file and a rename."""
     import torch
-
-    from talkingface.errors import TalkingFaceError
 
     with atomic_path(target) as tmp:
         try:
