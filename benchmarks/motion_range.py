@@ -36,13 +36,11 @@ def clip_landmarks(data: Path) -> list[list[np.ndarray]]:
 
 def pair_motion(a: np.ndarray, b: np.ndarray, stable: list[int]) -> tuple[float, float, float]:
     """(shift of a's stable-point centre, |ln scale|, |rotation| in degrees) of the similarity a -> b."""
+    from talkingface.animate.motion import similarity_parts
     from talkingface.preprocess.align import fit_similarity
 
-    m = fit_similarity(a[stable], b[stable])
-    centre = a[stable].mean(0)
-    shift = m[:, :2] @ centre + m[:, 2] - centre
-    return (float(np.hypot(*shift)), abs(float(np.log(np.hypot(m[0, 0], m[1, 0])))),
-            abs(float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))))
+    shift, scale, degrees = similarity_parts(fit_similarity(a[stable], b[stable]), a[stable].mean(0))
+    return float(np.hypot(*shift)), abs(float(np.log(scale))), abs(degrees)
 
 
 def main(argv: list[str] | None = None) -> int:

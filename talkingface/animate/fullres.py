@@ -7,8 +7,8 @@ source crop's own resolution:
 
 1. Warp: the deformation (h x w x 2 sampling grid) is resized to the native crop and
    samples the native source crop with an 8x8 Lanczos kernel (bilinear sampling at
-   sub-pixel offsets alone halves the sharpness of a face; bicubic keeps about 0.89 of a
-   still photo's, Lanczos 0.95). Every pixel the warp can
+   sub-pixel offsets alone halves the sharpness of a face; on a still photo bicubic keeps
+   0.82-0.90 of a face's sharpness, Lanczos 0.90-0.96). Every pixel the warp can
    supply keeps the photo's detail. The deformation's displacement is low-passed first
    (small wobbles inside the face cost the person) and corrected towards the landmarks.
 2. Generate: where the warp cannot supply the pixels, the generator's output (resized
@@ -41,6 +41,9 @@ from talkingface.models.layers import coordinate_grid
 from talkingface.preprocess.detect import CropBox, crop_frame
 
 
+SAMPLINGS = ("lanczos", "bicubic")  # how the photo can be warped (FullResSettings.sampling, warp_native)
+
+
 @dataclass(frozen=True)
 class FullResSettings:
     head_scale: float = 1.3  # the head region: the face outline scaled about its centre by this (hair, ears)
@@ -70,8 +73,8 @@ class FullResSettings:
     def __post_init__(self):
         if self.head_scale < 1 or self.neck < 0 or self.max_side < 16:
             raise ValueError("head_scale must be >= 1, neck >= 0, max_side >= 16")
-        if self.sampling not in ("lanczos", "bicubic"):
-            raise ValueError(f"sampling must be lanczos or bicubic, got {self.sampling!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
 
 
 @dataclass
@@ -162,16 +165,18 @@ def smooth_deformation(deformation: np.ndarray, sigma_cells: float) -> np.ndarra
     return identity + displacement
 
 
-def warp_native(source: torch.Tensor, deformation: np.ndarray, correction: np.ndarray | None = None,
+def warp_native(source: np.ndarray, deformation: np.ndarray, correction: np.ndarray | None = None,
                 sampling: str = "lanczos") -> np.ndarray:
-    """Sample a 1 x 3 x S x S source (0..255) through an h x w x 2 grid resized to S x S (plus an
-    optional correction grid of any size), with reflection at the borders and align_corners=False
-    as the model samples. `sampling`: "lanczos" (8 x 8 Lanczos, OpenCV: keeps more of the photo's
-    detail at sub-pixel offsets) or "bicubic" (torch's, as the model's own warp would).
-    -> S x S x 3 float32."""
+    """Sample an S x S x 3 float32 source (0..255) through an h x w x 2 grid resized to S x S
+    (plus an optional correction grid of any size), with reflection at the borders and
+    align_corners=False as the model samples. `sampling`: "lanczos" (8 x 8 Lanczos, OpenCV:
+    keeps more of the photo's detail at sub-pixel offsets) or "bicubic" (torch's, as the
+    model's own warp would). -> S x S x 3 float32."""
     import cv2
 
-    size = source.shape[-1]
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    size = source.shape[0]
 
     def resized(array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
@@ -182,14 +187,12 @@ def warp_native(source: torch.Tensor, deformation: np.ndarray, correction: np.nd
     if correction is not None:
         grid = grid + resized(correction)
     if sampling == "bicubic":
-        warped = F.grid_sample(source, grid.permute(0, 2, 3, 1), mode="bicubic", padding_mode="reflection",
+        image = torch.from_numpy(source).permute(2, 0, 1)[None]  # 1 x 3 x S x S, a view
+        warped = F.grid_sample(image, grid.permute(0, 2, 3, 1), mode="bicubic", padding_mode="reflection",
                                align_corners=False)  # 1 x 3 x S x S
         return warped[0].permute(1, 2, 0).clamp_(0, 255).numpy()
-    if sampling != "lanczos":
-        raise ValueError(f"sampling must be lanczos or bicubic, got {sampling!r}")
     pixels = ((grid[0] + 1) * size - 1) / 2  # 2 x S x S: grid units (align_corners=False) -> pixel centres
-    image = np.ascontiguousarray(source[0].permute(1, 2, 0).numpy(), dtype=np.float32)
-    warped = cv2.remap(image, pixels[0].numpy(), pixels[1].numpy(), cv2.INTER_LANCZOS4,
+    warped = cv2.remap(source, pixels[0].numpy(), pixels[1].numpy(), cv2.INTER_LANCZOS4,
                        borderMode=cv2.BORDER_REFLECT)  # S x S x 3: reflection about the edge, as torch's
     return np.clip(warped, 0, 255, out=warped)
 
@@ -207,7 +210,6 @@ class FullResComposer:
         self.size = n = min(box.side, settings.max_side)  # working side of the native crop
         self.crop = crop_frame(self.frame, box, n, replicate=True)  # n x n x 3 uint8 (n <= side: never enlarged)
         self.crop_float = self.crop.astype(np.float32)
-        self.source = torch.from_numpy(self.crop).permute(2, 0, 1)[None].float()  # 1 x 3 x n x n, 0..255
         self.regions = mediapipe_regions()
         self.source_points = np.asarray(source_points, dtype=np.float64) * n  # crop pixels
         self.face = max(face_size(self.source_points), 1.0)
@@ -355,7 +357,7 @@ class FullResComposer:
         if self.s.snap > 0 or self.s.lip_snap > 0:
             correction = landmark_correction(deformation, item.pose, self.source_points / n,
                                              self.s.snap_sigma * self.face / n, strength=self.snap_strength)
-        warped = warp_native(self.source, deformation, correction, self.s.sampling)  # n x n x 3
+        warped = warp_native(self.crop_float, deformation, correction, self.s.sampling)  # n x n x 3
         generated = item.crop if item.crop.shape[0] == n else cv2.resize(item.crop, (n, n),
                                                                           interpolation=cv2.INTER_CUBIC)
         generated = generated.astype(np.float32)

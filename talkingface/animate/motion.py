@@ -85,17 +85,21 @@ def soft_limit(value: float, limit: float, knee: float) -> float:
     return float(np.sign(value) * (start + span * np.tanh((size - start) / span)))
 
 
+def similarity_parts(m: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(shift of `centre` (2,), scale, rotation in degrees) of a 2 x 3 similarity `m`."""
+    shift = m[:, :2] @ centre + m[:, 2] - centre
+    return shift, float(np.hypot(m[0, 0], m[1, 0])), float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+
+
 def limit_similarity(m: np.ndarray, centre: np.ndarray, limits: HeadLimits) -> np.ndarray:
     """The similarity `m` (2 x 3) with its shift of `centre`, scale and rotation about `centre`
     soft-limited (`soft_limit`) by `limits`."""
-    scale = float(np.hypot(m[0, 0], m[1, 0]))
-    angle = float(np.arctan2(m[1, 0], m[0, 0]))
-    shift = m[:, :2] @ centre + m[:, 2] - centre
+    shift, scale, degrees = similarity_parts(m, centre)
     length = float(np.hypot(*shift))
     if length > 0:
         shift = shift * (soft_limit(length, limits.shift, limits.knee) / length)
     scale = float(np.exp(soft_limit(np.log(scale), limits.log_scale, limits.knee)))
-    angle = np.radians(soft_limit(np.degrees(angle), limits.rotation_deg, limits.knee))
+    angle = np.radians(soft_limit(degrees, limits.rotation_deg, limits.knee))
     linear = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     return np.hstack([linear, (centre + shift - linear @ centre)[:, None]])
 
