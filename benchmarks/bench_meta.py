@@ -1,30 +1,32 @@
 """Meta-learning evidence benchmark (not a test: it trains, then prints numbers).
 
-Does Reptile meta-training give a start that personalises faster than ordinary
-training given the same compute? The benchmark
+Does Reptile meta-training give a start that personalises to a new person faster than
+the alternatives given the same compute? The benchmark
 
 1. makes synthetic talking clips (64 px, MediaPipe 478 landmarks, dlib identity, as
    `talkingface synth --identity dlib` does) of 8 training identities (scikit-image's
-   astronaut and tests/data/faces/obama*.jpg, each also mirrored) and of one held-out
-   person (tests/data/faces/biden.jpg): a personalisation clip and an evaluation clip
-   with two other motion seeds, so the evaluated motions are in no training clip;
+   astronaut and tests/data/faces/obama*.jpg, each also mirrored);
 2. pretrains the bundled 64 px model (warp stage, then full stage), or takes
-   `--pretrained PATH`;
-3. continues from the pretrained weights two ways with the same number of generator
-   gradient steps at the same batch size: (a) Reptile (`run_meta_training`), (b)
-   ordinary full-stage training (`run_training`, init_ckpt = the pretrained file);
-4. personalises each start to the held-out person with the `personalize` command's
-   code (`run_personalize`, same lr, batch, seed and config for both) for k steps,
-   and scores the evaluation clip (`heldout_psnr`) after k = 0, 5, 10, 25, 50 steps.
+   `--pretrained PATH` (the bundled 64 px model was trained on exactly these clips);
+3. continues from the pretrained weights two ways, with the same number of generator
+   gradient steps at the same batch size, once per training seed (`--seeds`):
+   (a) Reptile (`run_meta_training`), (b) ordinary full-stage training (`run_training`,
+   init_ckpt = the pretrained file);
+4. fine-tunes every start (pretrained, and each seed's meta and ordinary start) to each
+   of three held-out people, from real footage (benchmarks/meta_people.py): the
+   `personalize` command's loss and optimiser (`fine_tuning`, `training_batches`) on
+   frames of one stretch of the person's video, at every learning rate of `--lrs`;
+5. scores the reconstruction PSNR (`heldout_psnr`) after k = 0, 5, 10, 25, 50 steps on
+   a second stretch (validation: it picks each start's learning rate, per k) and on a
+   third (test: the table). Rows: meta, ordinary (equal compute), pretrained, and the
+   better of the two non-meta starts (chosen on validation).
 
-Target: the meta-learned start reaches the ordinary start's 50-step PSNR within 25
-steps. docs/meta_learning.md has a measured run.
-
-    python benchmarks/bench_meta.py --out /tmp/bench_meta
-    python benchmarks/bench_meta.py --out /tmp/bench_meta --pretrained talkingface/assets/models/bundled_64.pth.tar
+    python benchmarks/bench_meta.py --footage /tmp/realvid --pretrained talkingface/assets/models/bundled_64.pth.tar --meta-steps 80
 
 The result (header: machine, commit, command) goes to benchmarks/results/bench_meta.json
-(`--result`); --out also gets results.json and results.md.
+(`--result`); --out also gets results.md. docs/meta_learning.md has a measured run.
+Every finished fine-tuning run is recorded in OUT/scores.json as it ends, so a killed
+run picks up where it stopped (with --resume for the training stages).
 """
 from __future__ import annotations
 
@@ -41,27 +43,31 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from meta_people import PEOPLE, Person, prepare_people
+from meta_report import report
 from talkingface.checkpoints.official import load_generator
 from talkingface.config import Config, load_config
 from talkingface.data.official import OfficialDataset
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.recipes.meta_train import MetaTrainOptions, run_meta_training
-from talkingface.recipes.personalize import PersonalizeOptions, heldout_psnr, run_personalize
+from talkingface.recipes.personalize import PersonalizeOptions, fine_tuning, heldout_psnr, training_batches
 from talkingface.recipes.synth import SynthOptions, run_synth
 from talkingface.recipes.train import TrainOptions, run_training
+from talkingface.training.adaptation import adapt
+from talkingface.training.common import seed_everything
+from talkingface.utils.atomic import atomic_path
 from talkingface.utils.device import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "talkingface/properties/model/bundled/mediapipe478_64_bundled.yaml"
 FACES = REPO / "tests/data/faces"
 TRAIN_PHOTOS = ("obama", "obama2", "obama3")
-HELD_OUT_PHOTO = "biden"
 NEVER = 10 ** 9  # checkpoint / log interval that never triggers inside a run
 
 
-# --------------------------------------------------------------------------- data
-def write_portraits(folder: Path) -> tuple[list[Path], Path]:
-    """Training portraits (each photo and its mirror image) and the held-out portrait, as PNG files."""
+# --------------------------------------------------------------------------- training data
+def write_portraits(folder: Path) -> list[Path]:
+    """Training portraits (each photo and its mirror image) as PNG files."""
     from skimage import data
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,11 +80,9 @@ def write_portraits(folder: Path) -> tuple[list[Path], Path]:
             path = folder / f"{name}{suffix}.png"
             Image.fromarray(np.ascontiguousarray(img)).save(path)
             train.append(path)
-    held = folder / f"{HELD_OUT_PHOTO}.png"
-    Image.open(FACES / f"{HELD_OUT_PHOTO}.jpg").convert("RGB").save(held)
     # Sorted by name, as `talkingface synth --portrait portraits/*.png` orders them
     # (scripts/train_bundled_model.sh): identity k, and so clip k's motion seed, match.
-    return sorted(train), held
+    return sorted(train)
 
 
 def synth(portraits: list[Path], root: Path, frames: int, seed: int) -> Path:
@@ -108,14 +112,14 @@ def with_data(cfg: Config, root: Path, name: str, seed: int) -> Config:
     return replace(cfg, general=replace(cfg.general, exp_name=name, random_seed=seed), dataset=dataset)
 
 
-def build_configs(args, train_root: Path, out: Path) -> dict[str, Path]:
-    """pretrain / ordinary / meta configs derived from the bundled YAML, saved into `out`."""
+def build_configs(args, train_root: Path, out: Path, seed: int) -> dict[str, Path]:
+    """pretrain / ordinary / meta configs for one training seed, derived from the bundled YAML."""
     base = load_config(CONFIG)
-    # Personalisation reads the inner_* keys (warp lr factor, Adam betas) from its config;
-    # every config gets the same ones so either start is personalised alike.
+    # Fine-tuning reads the inner_* keys (warp lr factor, Adam betas) from its config; every
+    # config gets the same ones so every start is fine-tuned alike (the lr is swept apart).
     inner = dict(inner_lr_generator=args.inner_lr, inner_warplr_tune=args.inner_warplr_tune,
                  inner_beta_1=0.5, inner_beta_2=0.999)
-    pretrain = with_data(base, train_root, "bench_meta_pretrain", args.seed)
+    pretrain = with_data(base, train_root, "bench_meta_pretrain", seed)
     pretrain = replace(pretrain, train=replace(pretrain.train, **inner))
     ordinary = replace(pretrain, general=replace(pretrain.general, exp_name="bench_meta_ordinary"),
                        train=replace(pretrain.train, lr_generator=args.ordinary_lr, batch_size=args.inner_batch))
@@ -126,11 +130,11 @@ def build_configs(args, train_root: Path, out: Path) -> dict[str, Path]:
                          outer_beta_1=0.5, outer_beta_2=0.999, batch_size=0, epoch_milestones=[NEVER])
     meta = replace(pretrain, general=replace(pretrain.general, exp_name="bench_meta_meta"), dataset=meta_dataset,
                    train=meta_train)
-    return {name: save_config(cfg, out / "configs" / f"{name}.yaml")
+    return {name: save_config(cfg, out / "configs" / f"{name}_seed{seed}.yaml")
             for name, cfg in (("pretrain", pretrain), ("ordinary", ordinary), ("meta", meta))}
 
 
-# --------------------------------------------------------------------------- stages
+# --------------------------------------------------------------------------- training stages
 def stage(args, out_dir: Path, steps: int, launch) -> tuple[Path, int]:
     """Run one training stage: launch(resume) -> a recipe result. (checkpoint, iterations).
 
@@ -158,83 +162,119 @@ def pretrain(args, config: Path, out: Path) -> Path:
     return full
 
 
-def personalise_and_score(args, name: str, start: Path, cfg_path: Path, person: Path, evaluation: OfficialDataset,
-                          out: Path) -> dict:
-    """Held-out PSNR of `start` after each k personalisation steps (k = 0: the start itself).
+def continuations(args, start: Path, configs: dict[str, Path], out: Path, frames_total: int,
+                  timed: Clock) -> dict[str, object]:
+    """One seed's meta and ordinary continuation of `start`, equal generator gradient steps."""
+    seed = load_config(configs["meta"]).general.random_seed
+    with timed(f"meta-training (Reptile), seed {seed}"):
+        meta_ckpt, meta_steps = stage(args, out / "meta", args.meta_steps, lambda resume: run_meta_training(
+            MetaTrainOptions(config=str(configs["meta"]), ckpt=str(start), out_dir=str(out / "meta"),
+                             max_steps=args.meta_steps, epochs=max(1, math.ceil(args.meta_steps / frames_total)),
+                             ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
+    d = load_config(configs["meta"]).dataset
+    grad_steps = meta_steps * d.num_classes_per_set * d.inner_update_steps
+    batch = d.meta_batch_size or d.num_support_samples
+    with timed(f"ordinary training, seed {seed}"):
+        ordinary_ckpt, ordinary_steps = stage(args, out / "ordinary", grad_steps, lambda resume: run_training(
+            TrainOptions(config=str(configs["ordinary"]), stage="full", init_ckpt=str(start),
+                         out_dir=str(out / "ordinary"), max_steps=grad_steps, batch_size=batch,
+                         epochs=NEVER, ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
+    return {"meta": meta_ckpt, "ordinary": ordinary_ckpt, "meta_outer_steps": meta_steps,
+            "meta_grad_steps": grad_steps, "ordinary_grad_steps": ordinary_steps, "batch": batch}
 
-    One personalisation per seed (batch order and RNG); "psnr" is the mean over seeds,
-    "per_seed" the values behind it.
+
+# --------------------------------------------------------------------------- fine-tuning and scores
+def fine_tune_and_score(args, start: Path, cfg: Config, person: Person, lr: float | None) -> dict[str, dict]:
+    """PSNR on the validation and test stretches after each k fine-tuning steps at `lr`.
+
+    One run of max(k) steps, scored when it passes each k: the same weights as a separate
+    run of k steps (scoring is in inference mode and the batches have their own RNG).
+    lr None: k = 0 only (the start itself).
     """
     device = resolve_device(args.device)
-    cfg = load_config(cfg_path)
-    frames = list(range(len(evaluation)))
-    per_seed: dict[int, list[float]] = {k: [] for k in args.k}
-    in_clip: dict[int, list[float]] = {k: [] for k in args.k if k}
-    for seed in args.personalize_seeds:
-        for k in args.k:
-            if k == 0:
-                if per_seed[0]:  # no training: the same for every seed
-                    continue
-                path = start
-            else:
-                path = out / f"{name}_seed{seed}_k{k}.pth.tar"
-                result = run_personalize(PersonalizeOptions(
-                    ckpt=str(start), data=str(person), out=str(path), steps=k, config=str(cfg_path),
-                    holdout=args.holdout, batch_size=args.inner_batch, lr=args.personalize_lr, device=args.device,
-                    seed=seed))
-                in_clip[k].append(result.psnr_after)
-            generator = load_generator(path, cfg).model.to(device)
-            per_seed[k].append(heldout_psnr(generator, evaluation, frames, device))
-            print(f"[{name}] seed {seed}, k={k}: held-out PSNR {per_seed[k][-1]:.2f} dB")
-    return {"psnr": {k: float(np.mean(v)) for k, v in per_seed.items()},
-            "spread": {k: float(np.std(v)) for k, v in per_seed.items()},
-            "per_seed": per_seed,
-            "personalize_holdout_psnr": {k: float(np.mean(v)) for k, v in in_clip.items()}}
+    seed_everything(args.personalize_seed)
+    generator = load_generator(start, cfg).model.to(device)
+    stretches = {stage: person.scored(cfg, stage, args.score_frames) for stage in ("validate", "test")}
+
+    def score() -> dict[str, float]:
+        values = {stage: heldout_psnr(generator, data, frames, device) for stage, (data, frames) in stretches.items()}
+        generator.train()  # heldout_psnr leaves it in eval mode; fine-tuning goes on in train mode
+        return values
+
+    if lr is None:
+        return {"0": score()}
+    opts = PersonalizeOptions(ckpt=str(start), data=str(person.adapt), lr=lr, batch_size=args.inner_batch,
+                              device=args.device, seed=args.personalize_seed)
+    criterion, settings = fine_tuning(cfg, opts, device)
+    adaptation = person.scored(cfg, "adapt", 10 ** 9)[0]
+    scores: dict[str, dict] = {}
+    ks = {k for k in args.k if k}
+
+    def on_step(step: int, losses: dict[str, float]) -> None:
+        if step in ks:
+            scores[str(step)] = score()
+
+    batches = training_batches(adaptation, list(range(len(adaptation))), args.inner_batch, args.personalize_seed)
+    adapt(generator, criterion, batches, device, settings, steps=max(ks), on_step=on_step)
+    return scores
 
 
-# --------------------------------------------------------------------------- report
-@contextlib.contextmanager
-def timed(times: dict[str, dict[str, float]], name: str):
-    """Wall seconds and this process's CPU seconds (all threads): on a shared machine the CPU time is the cost."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    yield
-    times[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+def run_key(start: str, person: str, lr: float | None) -> str:
+    return f"{start}|{person}|{'start' if lr is None else f'{lr:g}'}"
 
 
-def markdown_table(rows: dict[str, dict], ks: list[int]) -> str:
-    lines = ["| start | " + " | ".join(f"k = {k}" for k in ks) + " |",
-             "|---|" + "---:|" * len(ks)]
-    for label, r in rows.items():
-        lines.append(f"| {label} | " + " | ".join(
-            f"{r['psnr'][k]:.2f}" + (f" ± {r['spread'][k]:.2f}" if k else "") for k in ks) + " |")
-    return "\n".join(lines)
+def all_scores(args, starts: dict[str, Path], cfg: Config, people: list[Person], path: Path, timed: Clock) -> dict:
+    """Every (start, person, lr) run; each is written to `path` as it finishes and skipped when there."""
+    scores = json.loads(path.read_text()) if path.is_file() else {}
+    for name, start in starts.items():
+        with timed(f"fine-tune + score: {name}"):
+            for person in people:
+                for lr in (None, *args.lrs):
+                    key = run_key(name, person.name, lr)
+                    if key in scores:
+                        continue
+                    scores[key] = fine_tune_and_score(args, start, cfg, person, lr)
+                    k = str(max(args.k)) if lr is not None else "0"
+                    print(f"[{key}] k={k}: validation {scores[key][k]['validate']:.2f} dB, "
+                          f"test {scores[key][k]['test']:.2f} dB", flush=True)
+                    with atomic_path(path) as tmp:
+                        tmp.write_text(json.dumps(scores, indent=1))
+    return scores
 
 
-def verdict(meta: dict, ordinary: dict, ks: list[int], within: int, reference: int) -> tuple[bool | None, str]:
-    if within not in ks or reference not in ks:
-        return None, f"target not evaluated (k = {within} and k = {reference} must both be measured)"
-    goal = ordinary["psnr"][reference]
-    reached = [k for k in ks if meta["psnr"][k] >= goal]
-    first = f"first at k = {reached[0]}" if reached else f"not reached by k = {ks[-1]}"
-    met = meta["psnr"][within] >= goal
-    pairs = list(zip(meta["per_seed"][within], ordinary["per_seed"][reference]))
-    seeds = sum(m >= o for m, o in pairs)
-    return met, (f"target {'MET' if met else 'NOT MET'} (means over personalisation seeds): meta start after "
-                 f"{within} steps {meta['psnr'][within]:.2f} dB vs ordinary start after {reference} steps "
-                 f"{goal:.2f} dB ({meta['psnr'][within] - goal:+.2f} dB; meta reaches it {first}); "
-                 f"met for {seeds} of {len(pairs)} seeds taken one by one")
+class Clock:
+    """Wall seconds and this process's CPU seconds (all threads) per stage: on a shared machine the
+    CPU time is the cost. Kept in a file, so a resumed run adds to what the killed one spent."""
+
+    def __init__(self, path: Path, resume: bool):
+        self.path = path
+        self.seconds: dict[str, dict[str, float]] = json.loads(path.read_text()) if resume and path.is_file() else {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        entry = self.seconds.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+        entry["wall_s"] += time.perf_counter() - wall
+        entry["cpu_s"] += time.process_time() - cpu
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.seconds, indent=1))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", default="/tmp/talkingface_bench_meta", help="Work and report folder.")
+    ap.add_argument("--footage", type=Path, required=True,
+                    help="Folder with the held-out people's videos: " + ", ".join(p.file for p in PEOPLE) +
+                         " (benchmarks/meta_people.py says where each comes from).")
     ap.add_argument("--result", default=None, help="JSON result file (default: benchmarks/results/bench_meta.json).")
     ap.add_argument("--pretrained", default=None,
                     help="A pretrained bundled-architecture 64 px checkpoint; skips pretraining.")
-    ap.add_argument("--seed", type=int, default=0, help="Config seed (training and task sampling).")
-    ap.add_argument("--personalize-seeds", type=int, nargs="+", default=[0, 1, 2],
-                    help="One personalisation per seed; the table shows mean ± std over them.")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="Training seeds: one meta and one ordinary continuation each (config random_seed: "
+                         "initial state, task and batch sampling).")
+    ap.add_argument("--personalize-seed", type=int, default=0, help="Seed of the fine-tuning batch order.")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="Reuse the finished training stages in --out and resume "
                     "an interrupted one (same settings only; use a fresh --out after changing any).")
@@ -243,10 +283,6 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200, help="Frames per training clip.")
     ap.add_argument("--train-motion-seed", type=int, default=1, help="Motion seed of the training clips "
                     "(scripts/train_bundled_model.sh's data).")
-    ap.add_argument("--person-frames", type=int, default=64, help="Frames of the personalisation clip.")
-    ap.add_argument("--person-motion-seed", type=int, default=1001)
-    ap.add_argument("--eval-frames", type=int, default=32, help="Frames of the evaluation clip.")
-    ap.add_argument("--eval-motion-seed", type=int, default=2002)
     ap.add_argument("--pretrain-warp-steps", type=int, default=600)
     ap.add_argument("--pretrain-full-steps", type=int, default=600)
     ap.add_argument("--pretrain-batch", type=int, default=8)
@@ -255,35 +291,41 @@ def main() -> None:
                     "(dataset.num_classes_per_set; the official meta config uses 1).")
     ap.add_argument("--inner-steps", type=int, default=5, help="Inner Adam steps per identity.")
     ap.add_argument("--inner-batch", type=int, default=4,
-                    help="Frames per inner step = ordinary training batch = personalisation batch.")
-    ap.add_argument("--inner-lr", type=float, default=2e-4)
+                    help="Frames per inner step = ordinary training batch = fine-tuning batch.")
+    ap.add_argument("--inner-lr", type=float, default=2e-4, help="Reptile inner-loop lr.")
     ap.add_argument("--inner-warplr-tune", type=float, default=0.1,
-                    help="Warp-part lr factor of the inner loop and of personalisation.")
+                    help="Warp-part lr factor of the inner loop and of fine-tuning.")
     ap.add_argument("--outer-lr", type=float, default=5e-4)
     ap.add_argument("--outer-warplr-tune", type=float, default=0.1)
     ap.add_argument("--ordinary-lr", type=float, default=2e-4, help="Ordinary continuation lr (the "
                     "bundled config's).")
-    ap.add_argument("--personalize-lr", type=float, default=None, help="Default: --inner-lr.")
-    ap.add_argument("--holdout", type=int, default=4, help="personalize's own held-out frames (reported apart).")
-    ap.add_argument("--k", type=int, nargs="+", default=[0, 5, 10, 25, 50], help="Personalisation steps scored.")
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 2e-4, 5e-4, 1e-3],
+                    help="Fine-tuning learning rates swept for every start; each start uses, per k, the one "
+                         "with the best mean validation PSNR.")
+    ap.add_argument("--score-frames", type=int, default=32, help="Frames scored per validation or test stretch "
+                    "(evenly spaced).")
+    ap.add_argument("--k", type=int, nargs="+", default=[0, 5, 10, 25, 50], help="Fine-tuning steps scored.")
     ap.add_argument("--within", type=int, default=25, help="Target: meta at this k ...")
-    ap.add_argument("--reference", type=int, default=50, help="... reaches ordinary at this k.")
+    ap.add_argument("--reference", type=int, default=50, help="... reaches the best other start at this k.")
     args = ap.parse_args()
-    args.personalize_lr = args.personalize_lr or args.inner_lr
-    args.k = sorted(set(args.k))
+    args.k = sorted(set(args.k) | {0})
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    times: dict[str, dict[str, float]] = {}
+    timed = Clock(out / "seconds.json", args.resume)
     from bench_common import result_header, result_path, write_result
 
     header = result_header(resolve_device(args.device))  # its load average is the one at the start
-
-    with timed(times, "synthetic data"):
-        train_portraits, held_portrait = write_portraits(out / "portraits")
-        train_root = synth(train_portraits, out / "data" / "train", args.frames, args.train_motion_seed)
-        person_root = synth([held_portrait], out / "data" / "person", args.person_frames, args.person_motion_seed)
-        eval_root = synth([held_portrait], out / "data" / "eval", args.eval_frames, args.eval_motion_seed)
-    configs = build_configs(args, train_root, out)
+    with timed("data: synthetic training clips, real held-out footage"):
+        train_root = synth(write_portraits(out / "portraits"), out / "data" / "train", args.frames,
+                           args.train_motion_seed)
+        configs = {seed: build_configs(args, train_root, out, seed) for seed in args.seeds}
+        fine_cfg = load_config(configs[args.seeds[0]]["meta"])  # inner settings: the same in every config
+        people = prepare_people(args.footage, out / "people", fine_cfg)
 
     if args.pretrained:
         start = Path(args.pretrained)
@@ -291,76 +333,44 @@ def main() -> None:
             raise SystemExit(f"--pretrained: no such file: {start}")
         pretrain_steps = "given (--pretrained)"
     else:
-        with timed(times, "pretraining"):
-            start = pretrain(args, configs["pretrain"], out / "pretrain")
+        with timed("pretraining"):
+            start = pretrain(args, configs[args.seeds[0]]["pretrain"], out / "pretrain")
         pretrain_steps = (f"{args.pretrain_warp_steps} warp + {args.pretrain_full_steps} full steps, "
-                          f"batch {args.pretrain_batch}")
+                          f"batch {args.pretrain_batch}, seed {args.seeds[0]}")
 
     frames_total = len(OfficialDataset(train_root, get_scheme("mediapipe478"), 64, 128))
-    with timed(times, "meta-training (Reptile)"):
-        meta_ckpt, meta_steps = stage(args, out / "meta", args.meta_steps, lambda resume: run_meta_training(
-            MetaTrainOptions(config=str(configs["meta"]), ckpt=str(start), out_dir=str(out / "meta"),
-                             max_steps=args.meta_steps, epochs=max(1, math.ceil(args.meta_steps / frames_total)),
-                             ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
-    meta_cfg = load_config(configs["meta"])
-    d = meta_cfg.dataset
-    meta_grad_steps = meta_steps * d.num_classes_per_set * d.inner_update_steps
-    meta_batch = d.meta_batch_size or d.num_support_samples
+    trained = {seed: continuations(args, start, configs[seed], out / f"seed{seed}", frames_total, timed)
+               for seed in args.seeds}
+    starts = {"pretrained": start}
+    for seed, t in trained.items():
+        starts[f"meta|seed{seed}"] = Path(t["meta"])
+        starts[f"ordinary|seed{seed}"] = Path(t["ordinary"])
+    scores = all_scores(args, {k.replace("|", "_"): v for k, v in starts.items()}, fine_cfg, people,
+                        out / "scores.json", timed)
 
-    with timed(times, "ordinary training"):
-        ordinary_ckpt, ordinary_grad_steps = stage(args, out / "ordinary", meta_grad_steps, lambda resume: run_training(
-            TrainOptions(config=str(configs["ordinary"]), stage="full", init_ckpt=str(start),
-                         out_dir=str(out / "ordinary"), max_steps=meta_grad_steps, batch_size=meta_batch,
-                         epochs=NEVER, ckpt_every=args.ckpt_every, resume=resume, device=args.device)))
-
-    evaluation = OfficialDataset(eval_root, get_scheme("mediapipe478"), 64, 128)
-    rows = {}
-    for label, key, ckpt in (("meta start", "meta", meta_ckpt), ("ordinary start", "ordinary", ordinary_ckpt),
-                             ("pretrained start (reference)", "pretrained", start)):
-        with timed(times, f"personalise + score: {label}"):
-            rows[label] = personalise_and_score(args, key, Path(ckpt), configs["meta"], person_root, evaluation,
-                                                out / "personalized")
-
-    met, line = verdict(rows["meta start"], rows["ordinary start"], args.k, args.within, args.reference)
-    table = markdown_table(rows, args.k)
+    first = trained[args.seeds[0]]
     accounting = [
         f"pretraining: {pretrain_steps}",
-        f"meta (Reptile): {meta_steps} outer steps x {d.num_classes_per_set} identities x "
-        f"{d.inner_update_steps} inner steps = {meta_grad_steps} generator gradient steps, batch {meta_batch} "
-        f"(inner lr {meta_cfg.train.inner_lr_generator:g}, outer Adam lr {meta_cfg.train.lr_generator:g})",
-        f"ordinary (full stage): {ordinary_grad_steps} generator gradient steps, batch {meta_batch} "
-        f"(lr {load_config(configs['ordinary']).train.lr_generator:g}; its discriminator step has weight 0)",
-        f"personalisation: batch {args.inner_batch}, lr {args.personalize_lr:g}, seeds {args.personalize_seeds}, "
-        f"same config "
-        f"({configs['meta'].name}) for every start; scored on {len(evaluation)} frames of an unseen-motion clip",
+        f"meta (Reptile), per seed: {first['meta_outer_steps']} outer steps x {args.task_identities} identities x "
+        f"{args.inner_steps} inner steps = {first['meta_grad_steps']} generator gradient steps, batch "
+        f"{first['batch']} (inner lr {args.inner_lr:g}, outer Adam lr {args.outer_lr:g}); seeds {args.seeds}",
+        f"ordinary (full stage), per seed: {first['ordinary_grad_steps']} generator gradient steps, batch "
+        f"{first['batch']} (lr {args.ordinary_lr:g}; its discriminator step has weight 0)",
+        f"fine-tuning: the personalize command's loss and Adam settings, batch {args.inner_batch}, batch-order "
+        f"seed {args.personalize_seed}, lr swept over {[f'{lr:g}' for lr in args.lrs]} and chosen per start and k "
+        f"on validation; {len(people)} held-out people from real footage, adaptation / validation / test "
+        f"stretches apart in time, up to {args.score_frames} frames scored per stretch",
     ]
-    report = {
-        "table_psnr_db": {label: {str(k): r["psnr"][k] for k in args.k} for label, r in rows.items()},
-        "psnr_db_per_seed": {label: {str(k): r["per_seed"][k] for k in args.k} for label, r in rows.items()},
-        "personalize_holdout_psnr_db": {label: {str(k): v for k, v in r["personalize_holdout_psnr"].items()}
-                                        for label, r in rows.items()},
-        "target": {"met": met, "line": line, "within": args.within, "reference": args.reference},
-        "generator_gradient_steps": {"meta": meta_grad_steps, "ordinary": ordinary_grad_steps,
-                                     "batch": meta_batch},
-        "accounting": accounting,
-        "seconds": times,
-        "checkpoints": {"start": str(start), "meta": str(meta_ckpt), "ordinary": str(ordinary_ckpt)},
-        "configs": {k: str(v) for k, v in configs.items()},
-        "args": vars(args),
-        "load_average_at_end": os.getloadavg(),
-    }
-    markdown = "\n".join([
-        "## Held-out PSNR (dB) after k personalisation steps", "", table, "",
-        "## Equal compute", "", *[f"- {a}" for a in accounting], "",
-        "## Time (wall; process CPU, all threads)", "",
-        *[f"- {k}: {v['wall_s']:.0f} s wall, {v['cpu_s']:.0f} s CPU" for k, v in times.items()], "",
-        "## Target", "", line, ""])
-    (out / "results.json").write_text(json.dumps(report, indent=2))
-    written = write_result(args.result or result_path(__file__), report, header)
+    result, markdown = report(scores, args, [p.name for p in people], accounting, timed.seconds)
+    result.update({"checkpoints": {k: str(v) for k, v in starts.items()},
+                   "configs": {str(s): {k: str(v) for k, v in c.items()} for s, c in configs.items()},
+                   "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                   "load_average_at_end": os.getloadavg()})
+    written = write_result(args.result or result_path(__file__), result, header)
     (out / "results.md").write_text(markdown)
     print()
     print(markdown)
-    print(f"Wrote {written}, {out / 'results.json'} and {out / 'results.md'}")
+    print(f"Wrote {written} and {out / 'results.md'}")
 
 
 if __name__ == "__main__":

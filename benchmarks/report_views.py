@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from meta_report import tables as meta_tables  # benchmarks/ is on the path: run as a script
+
 View = Callable[[dict[str, Any]], str]
 
 
@@ -78,6 +80,9 @@ def machine(data: dict[str, Any]) -> str:
     threads = m.get("threads", m.get("torch_threads"))
     parts = [f"{m.get('cpu', 'unknown CPU')}, {cores} cores" + (f", {threads} torch thread{'s' * (threads != 1)}" if threads else ""),
              "CPU flags: " + (", ".join(flags) if flags else "no avx2/avx512/amx")]
+    if m.get("ONEDNN_MAX_CPU_ISA") or m.get("ATEN_CPU_CAPABILITY"):
+        parts.append(f"kernels capped to {m.get('torch_cpu_capability', '?')} (ONEDNN_MAX_CPU_ISA="
+                     f"{m.get('ONEDNN_MAX_CPU_ISA', '-')}, ATEN_CPU_CAPABILITY={m.get('ATEN_CPU_CAPABILITY', '-')})")
     if m.get("gpu"):
         gpu = m["gpu"]
         parts.append("GPU: " + (", ".join(gpu) if isinstance(gpu, list) else str(gpu)))
@@ -108,7 +113,32 @@ def paths(data: dict[str, Any]) -> str:
                  ["l", "r", "r", "r", "r", "r"])
 
 
-COMMON: dict[str, View] = {"machine": machine, "paths": paths}
+def roofline_summary(data: dict[str, Any]) -> str:
+    """bench_infer --roofline: the fp32 engine against the measured convolution peak."""
+    r = next(row["extra"]["roofline"] for row in data["rows"] if "roofline" in row.get("extra", {}))
+    rows = [["measured fp32 convolution peak", f"{r['peak_gflops']:.1f} GFLOP/s (best of the model's layers and "
+             f"{r['reference_conv']}: {r['reference_conv_gflops']:.1f})"],
+            ["convolution FLOPs per frame", f"{r['conv_gflop_per_frame']:.1f} GFLOP"],
+            ["the fp32 engine achieves", f"{r['achieved_gflops']:.1f} GFLOP/s = "
+             f"**{100 * r['achieved_share_of_peak']:.0f}%** of the peak"],
+            [f"its {r['conv_calls_per_render']} convolutions timed one by one",
+             f"{r['convs_alone_gflops']:.1f} GFLOP/s, {100 * r['convs_alone_share_of_frame_time']:.0f}% of the "
+             "frame time (the rest: norms, sampling, element-wise)"]]
+    return table(["measure", "value"], rows)
+
+
+def roofline_layers(data: dict[str, Any], top: int = 12) -> str:
+    """bench_infer --roofline: the convolutions that take the most time, timed one by one."""
+    r = next(row["extra"]["roofline"] for row in data["rows"] if "roofline" in row.get("extra", {}))
+    rows = [[layer["layer"], str(layer["calls_per_render"]), f"{layer['gflop_per_call']:.2f}",
+             f"{layer['ms_per_call']:.1f}", f"{layer['gflops']:.1f}", f"{100 * layer['share_of_peak']:.0f}%",
+             f"{100 * layer['share_of_frame_time']:.1f}%"] for layer in r["layers"][:top]]
+    return table(["layer (batch as run)", "calls", "GFLOP", "ms", "GFLOP/s", "of peak", "of frame time"], rows,
+                 ["l", "r", "r", "r", "r", "r", "r"])
+
+
+COMMON: dict[str, View] = {"machine": machine, "paths": paths, "roofline": roofline_summary,
+                           "roofline_layers": roofline_layers}
 
 
 # --------------------------------------------------------------------------- bench_animate_quality
@@ -210,9 +240,11 @@ def preprocess_runs(files: dict[str, Any]) -> str:
         run += f" -> {data['size']}, `--workers {data['workers']}`"
         rates = data["frames_per_s"]
         rate = f"{rates[0]:.1f}" if len(rates) == 1 else f"{min(rates):.1f}-{max(rates):.1f} ({len(rates)} runs)"
-        rows.append(["same" if where == previous else where, run, rate, m["load_average"].split()[0]])
+        peaks = [r["peak_rss_mib"] for r in data["runs"] if r.get("peak_rss_mib")]  # older files have none
+        peak = f"{max(peaks) / 1024:.2f} GiB" if peaks else "-"
+        rows.append(["same" if where == previous else where, run, rate, peak, m["load_average"].split()[0]])
         previous = where
-    return table(["machine", "run", "frames/s", "load at start"], rows)
+    return table(["machine", "run", "frames/s", "peak RSS", "load at start"], rows)
 
 
 # --------------------------------------------------------------------------- gpu_check, bench_demo
@@ -319,4 +351,7 @@ VIEWS: dict[str, dict[str, View]] = {
                     "voxceleb2": scale_voxceleb2},
     "bench_speak": {"summary": speak_summary},
     "real_clip_*": {"rows": real_clips},
+    # bench_meta's own tables (meta_report.tables renders both its results.md and these blocks)
+    "bench_meta": {name: (lambda data, name=name: meta_tables(data)[name])
+                   for name in ("test", "lr", "gain", "person", "verdict")},
 }

@@ -90,7 +90,8 @@ def heldout_psnr(generator, dataset, indices, device) -> float:
     return float(np.mean(values))
 
 
-def _endless(dataset, indices: list[int], batch_size: int, seed: int):
+def training_batches(dataset, indices: list[int], batch_size: int, seed: int):
+    """Endless batches of `indices`, reshuffled (by `seed`) every pass."""
     rng = np.random.default_rng(seed)
     while True:
         order = rng.permutation(indices)
@@ -126,6 +127,20 @@ def person_dataset(data: str, cfg: Config):
     yield frames
 
 
+def fine_tuning(cfg: Config, opts: PersonalizeOptions, device: torch.device) -> tuple[MetaPortraitLoss, AdaptSettings]:
+    """The loss and the optimiser settings `personalize` fine-tunes with: the config's losses without
+    the GAN term, the inner-loop Adam settings (lr: `opts.lr`, else train.inner_lr_generator)."""
+    t = cfg.train
+    # No GAN terms: the discriminator is not needed to fit one person (the meta config also sets it to 0).
+    weights = replace(t.loss_weights, generator_gan=0.0)
+    vgg = load_vgg(opts.vgg19, opts.random_vgg, device) if sum(weights.perceptual) else None
+    criterion = MetaPortraitLoss(weights, t.scales, vgg, cfg.model.common.num_channels).to(device)
+    settings = AdaptSettings(lr_generator=opts.lr or t.inner_lr_generator, warp_factor=t.inner_warplr_tune,
+                             betas=(t.inner_beta_1, t.inner_beta_2),
+                             autocast_dtype=mixed_precision_dtype(device, opts.mixed_precision, opts.force))
+    return criterion, settings
+
+
 def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
     if opts.steps is None and opts.seconds is None:
         raise ConfigError("give --steps N or --seconds S")
@@ -139,14 +154,7 @@ def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
     device = resolve_device(opts.device)
     seed_everything(opts.seed)
     generator = load_generator(opts.ckpt, cfg).model.to(device)
-    t = cfg.train
-    # No GAN terms: the discriminator is not needed to fit one person (the meta config also sets it to 0).
-    weights = replace(t.loss_weights, generator_gan=0.0)
-    vgg = load_vgg(opts.vgg19, opts.random_vgg, device) if sum(weights.perceptual) else None
-    criterion = MetaPortraitLoss(weights, t.scales, vgg, cfg.model.common.num_channels).to(device)
-    settings = AdaptSettings(lr_generator=opts.lr or t.inner_lr_generator, warp_factor=t.inner_warplr_tune,
-                             betas=(t.inner_beta_1, t.inner_beta_2),
-                             autocast_dtype=mixed_precision_dtype(device, opts.mixed_precision, opts.force))
+    criterion, settings = fine_tuning(cfg, opts, device)
     with person_dataset(opts.data, cfg) as dataset:
         held = heldout_indices(len(dataset), opts.holdout)
         train = [i for i in range(len(dataset)) if i not in set(held)]
@@ -158,7 +166,7 @@ def run_personalize(opts: PersonalizeOptions) -> PersonalizeResult:
                 bar.set_postfix(loss=f"{sum(losses.values()):.4f}", refresh=False)
                 bar.update(1)
 
-            history = adapt(generator, criterion, _endless(dataset, train, opts.batch_size, opts.seed), device,
+            history = adapt(generator, criterion, training_batches(dataset, train, opts.batch_size, opts.seed), device,
                             settings, steps=opts.steps, seconds=opts.seconds, on_step=on_step)
         after = heldout_psnr(generator, dataset, held, device)
     print(f"Held-out PSNR after {len(history)} steps: {after:.2f} dB ({after - before:+.2f} dB)")
