@@ -234,3 +234,19 @@ def test_a_short_insert_is_dropped_and_the_shots_around_it_joined(shots, tmp_pat
     assert all(i < 20 or i >= 24 for i in _frame_indices(out, 0))
     assert meta["frames_kept"] == 40 - meta["dropped"]["count"]
     assert report.frames_dropped == 4 + meta["dropped"]["count"]
+
+
+def test_two_people_in_one_shot_keep_one_and_say_so(shots, tmp_path, capsys):
+    """Two faces side by side in every frame: one person per shot is kept, with one warning line
+    naming the frame, and meta.json records where the search saw several faces."""
+    from talkingface.utils.video import write_video
+
+    video = tmp_path / "two.mp4"
+    write_video(video, [np.concatenate([a, b], axis=1) for a, b in zip(shots["a"], shots["b"])], 25)
+    report = run_preprocess(PreprocessOptions(inputs=[str(video)], out=str(tmp_path / "data"), size=SIZE,
+                                              scene_split=False))
+    assert report.processed == [(str(video), [0])] and not report.failed
+    assert _meta(tmp_path / "data", 0)["several_faces_at"] == [0]
+    err = capsys.readouterr()
+    lines = [line for line in (err.out + err.err).splitlines() if "more than one face" in line]
+    assert len(lines) == 1 and str(video) in lines[0] and "frame(s) 0" in lines[0]

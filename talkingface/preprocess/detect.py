@@ -93,15 +93,19 @@ class FaceDetector:
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1 if full_range else 0, min_detection_confidence=min_confidence)
 
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """Every face in an RGB uint8 image, the highest-scoring first."""
+        h, w = image.shape[:2]
+        found = []
+        for d in self._detector.process(np.ascontiguousarray(image)).detections or ():
+            rel = d.location_data.relative_bounding_box
+            found.append(Detection(float(d.score[0]), rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h))
+        return sorted(found, key=lambda d: d.score, reverse=True)
+
     def detect(self, image: np.ndarray) -> Detection | None:
         """The highest-scoring face in an RGB uint8 image, or None."""
-        h, w = image.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(image))
-        if not result.detections:
-            return None
-        best = max(result.detections, key=lambda d: d.score[0])
-        rel = best.location_data.relative_bounding_box
-        return Detection(float(best.score[0]), rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h)
+        faces = self.detect_all(image)
+        return faces[0] if faces else None
 
     def score(self, image: np.ndarray) -> float:
         """Face confidence of an image (0 when nothing is found)."""

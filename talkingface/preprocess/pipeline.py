@@ -102,6 +102,8 @@ class VideoResult:
     frames_decoded: int = 0
     frames_kept: int = 0
     dropped: list[tuple[int, str]] = field(default_factory=list)
+    # frames where the face search found more than one confident face (the most confident was kept)
+    several_faces: list[int] = field(default_factory=list)
     error: str | None = None
     # the error came from the machine (an I/O error of a file system, memory), not from the input:
     # another attempt may succeed (the Ray runner retries these)
@@ -168,15 +170,19 @@ class _BoxTracker:
         self._filter = OneEuroFilter(settings.box_smoothing)
         self._frame_detector: FaceDetector | None = None
         self._probe_mesh: FaceMeshTracker | None = None
+        self.others = 0  # confident faces besides the kept one at the last whole-frame search
 
     def find_face(self, frame: np.ndarray) -> tuple[CropBox | None, float]:
         """Full-frame detection, then Face Mesh on the detected region for a landmark box."""
         if self._frame_detector is None:
             self._frame_detector = FaceDetector(full_range=True, min_confidence=0.3)
             self._probe_mesh = FaceMeshTracker(static=True)
-        det = self._frame_detector.detect(frame)
+        faces = self._frame_detector.detect_all(frame)
+        det = faces[0] if faces else None
         if det is None or det.score < self.s.min_confidence:
             return None, 0.0 if det is None else det.score
+        # another confident face: one person per shot is kept (the most confident), the caller says so
+        self.others = sum(f.score >= self.s.min_confidence for f in faces[1:])
         region = detection_region(det)
         probe_size = 256
         points = self._probe_mesh.process(crop_frame(frame, region, probe_size))
@@ -315,6 +321,8 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
                     continue
                 boxes.box = box
                 boxes.reset_motion()
+                if boxes.others:
+                    result.several_faces.append(index)
             track_box = boxes.box
             points = mesh.process(crop_frame(frame, track_box, s.size))
             if points is None:
@@ -398,6 +406,8 @@ def _process(item: InputItem, s: VideoSettings, staging: Path, result: VideoResu
         # the input's own count (0: its header does not say) and, for a video, what its decoding lost
         "frames_declared": stream.num_frames,
         "decoding": asdict(stream.decode) if stream.decode is not None else None,
+        # frames where a face search found several confident faces; the most confident one was kept
+        "several_faces_at": list(result.several_faces),
     }
     tail = {
         "input_identities": max(labels) + 1,

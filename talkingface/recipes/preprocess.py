@@ -235,6 +235,10 @@ def run_preprocess(opts: PreprocessOptions) -> PreprocessReport:
                 if result.cuts:
                     bar.write(f"{result.item.path}: {len(result.cuts)} scene cuts (frames "
                               f"{_shown(result.cuts)}) -> {len(ks)} identities ({', '.join(map(str, ks))})")
+                if result.several_faces:
+                    bar.write(f"warning: {result.item.path}: more than one face at frame(s) "
+                              f"{_shown(result.several_faces)}; kept the most confident one (one person per shot: "
+                              "crop the video to keep another)")
                 if result.dropped:
                     where = ("the json of its identity records in the shards" if shards else
                              f"{Path(opts.out) / str(ks[0]) / 'meta.json'}"
