@@ -111,3 +111,44 @@ def test_personalize_improves_heldout_psnr_on_unseen_identity(tmp_path, capsys):
     progress = capsys.readouterr().err  # the step bar (the web app shows it as well)
     assert "personalize: 100%" in progress and "25/25" in progress
     load_generator(result.checkpoint, config_for_checkpoint(str(result.checkpoint), None))  # usable by infer
+
+
+@pytest.mark.slow  # fp16 is emulated on a CPU: 5-10 s for each tiny step
+@pytest.mark.parametrize("dtype, scaled", [(torch.float16, True), (torch.bfloat16, False)])
+def test_the_inner_loop_scales_the_loss_in_fp16_only(data_root, monkeypatch, dtype, scaled):
+    """Reptile's inner loop and personalize (`adapt`) in fp16 (`--fp16` on CUDA) scale the loss so
+    small gradients do not underflow, as `train` does; bf16 and fp32 need no scaler. Run on the CPU
+    with the autocast dtype set directly (the CLI would fall back to fp32 here)."""
+    from dataclasses import replace
+
+    from talkingface.models.build import build_generator
+    from talkingface.recipes.personalize import fine_tuning, training_batches
+    from talkingface.training.adaptation import adapt
+
+    made = []
+
+    class SpyScaler(torch.amp.GradScaler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", SpyScaler)
+    cfg = load_config(TINY_CONFIG)
+    t = cfg.train  # no perceptual term: VGG19 in emulated fp16 would take most of a minute here
+    cfg = replace(cfg, train=replace(t, loss_weights=replace(t.loss_weights, perceptual=[0.0] * len(
+        t.loss_weights.perceptual))))
+    torch.manual_seed(0)
+    generator = build_generator(cfg)
+    before = [p.detach().clone() for p in generator.parameters()]
+    device = torch.device("cpu")
+    criterion, settings = fine_tuning(cfg, PersonalizeOptions(ckpt="-", data="-"), device)
+    dataset = OfficialDataset(data_root, get_scheme(cfg.model.landmark_scheme), cfg.resolution[0],
+                              cfg.model.generator.class_dim, subset=cfg.dataset.ldmk_idx)
+    history = adapt(generator, criterion, training_batches(dataset, list(range(len(dataset))), 1, 0), device,
+                    replace(settings, autocast_dtype=dtype), steps=1)
+    assert len(history) == 1 and all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in history)
+    assert made[0].is_enabled() is scaled  # the generator's scaler (no discriminator here: its scaler is off)
+    if scaled:  # this random model overflows fp16 at 2^8 (measured: activation gradients up to 1.8e5 > 65504)
+        assert made[0].get_scale() < 2 ** 8  # the scale backed off and the step was still taken
+    # the step was taken: the starting scale does not overflow (a skipped step would leave the weights as they were)
+    assert any(not torch.equal(a, b) for a, b in zip(before, generator.parameters()))

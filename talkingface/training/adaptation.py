@@ -18,6 +18,10 @@ from talkingface.training.common import autocast
 from talkingface.training.optim import adam, generator_param_groups, sanitize_and_clip
 
 
+INNER_LOSS_SCALE = 2.0 ** 8  # fp16 loss scale at the start of each adaptation (see `adapt`)
+MAX_OVERFLOWS = 16  # fp16 overflows in a row (scale 2^8 -> 2^-8) before `adapt` gives up
+
+
 @dataclass(frozen=True)
 class AdaptSettings:
     lr_generator: float = 2e-4
@@ -57,10 +61,19 @@ def adapt(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batches
     s = settings
     optim_g = adam(generator_param_groups(generator, s.lr_generator, s.warp_factor), s.lr_generator, s.betas)
     optim_d = adam(discriminator.parameters(), s.lr_discriminator, s.betas) if discriminator is not None else None
+    # fp16 gradients underflow without loss scaling (`--fp16` on CUDA); bf16 and fp32 need none, and a
+    # disabled scaler passes everything through unchanged. Fresh per call, like the optimisers. A
+    # batch whose scaled gradients overflow is not a step: the scaler halves the scale and the loop
+    # takes the next batch, so `steps` counts steps actually taken; the scale starts moderate (2^8,
+    # not torch's 2^16) so that few batches go to backing off.
+    scaling = s.autocast_dtype == torch.float16
+    scaler_g = torch.amp.GradScaler(device.type, init_scale=INNER_LOSS_SCALE, enabled=scaling)
+    scaler_d = torch.amp.GradScaler(device.type, init_scale=INNER_LOSS_SCALE,
+                                    enabled=scaling and discriminator is not None)
     generator.train()
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    step = bad_streak = 0
+    step = bad_streak = overflows = 0
     while (steps is None or step < steps) and (seconds is None or time.perf_counter() - start < seconds):
         batch = next(batches)
         if discriminator is not None:
@@ -77,17 +90,29 @@ def adapt(generator: MetaPortraitGenerator, criterion: MetaPortraitLoss, batches
             continue
         bad_streak = 0
         optim_g.zero_grad(set_to_none=True)
-        total.backward()
+        scaler_g.scale(total).backward()
+        scaler_g.unscale_(optim_g)
         sanitize_and_clip(generator.parameters(), s.max_grad_norm, clamp=1e3)
-        optim_g.step()
+        scale = scaler_g.get_scale()
+        scaler_g.step(optim_g)
+        scaler_g.update()
+        if scaling and scaler_g.get_scale() < scale:  # overflow: step skipped, scale halved
+            overflows += 1
+            if overflows >= MAX_OVERFLOWS:
+                raise TrainingError(f"fp16 gradients overflowed {overflows} times in a row (loss scale down to "
+                                    f"{scaler_g.get_scale():g}); stopped. Train without --fp16")
+            continue
+        overflows = 0
         if discriminator is not None:
             discriminator.requires_grad_(True)
             with autocast(device, s.autocast_dtype):
                 d_losses = criterion.discriminator(prediction, batch["driving"].to(device), discriminator)
             optim_d.zero_grad(set_to_none=True)
-            sum(d_losses.values()).backward()
+            scaler_d.scale(sum(d_losses.values())).backward()
+            scaler_d.unscale_(optim_d)
             sanitize_and_clip(discriminator.parameters(), s.max_grad_norm, clamp=1e5)
-            optim_d.step()
+            scaler_d.step(optim_d)
+            scaler_d.update()
             losses.update(d_losses)
         step += 1
         record = {k: float(v.detach()) for k, v in losses.items()}
