@@ -38,8 +38,10 @@ class MachineInfo:
     native_low_precisions: tuple[str, ...]
 
     def lines(self) -> list[str]:
+        capped = ", ".join(f"{k}={v}" for k, v in isa_caps().items())
         return [f"CPU: {self.cpu}, {self.cores} cores, torch threads {self.threads}",
-                f"CPU flags: {', '.join(self.flags) or 'none of interest'}",
+                f"CPU flags: {', '.join(self.flags) or 'none of interest'}" + (f" (kernels capped: {capped})"
+                                                                               if capped else ""),
                 f"device: {self.device}; native low precisions: {', '.join(self.native_low_precisions) or 'none'}",
                 f"torch {self.torch}, Python {platform.python_version()}"]
 
@@ -239,7 +241,17 @@ def machine_header(device: torch.device | str = "cpu") -> dict[str, object]:
     return {"cpu": info.cpu, "cpu_flags": list(simd_flags()), "cores": info.cores, "threads": info.threads,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "device": info.device, "gpu": gpu,
             "native_low_precisions": list(info.native_low_precisions), "torch": info.torch,
-            "python": platform.python_version(), "load_average": load_average()}
+            "python": platform.python_version(), "load_average": load_average(), **isa_caps()}
+
+
+def isa_caps() -> dict[str, str]:
+    """Instruction-set caps a run was started with (set in the environment, e.g. ONEDNN_MAX_CPU_ISA=AVX2
+    ATEN_CPU_CAPABILITY=avx2 to run only AVX2 kernels on an AVX-512 CPU), and the capability torch's
+    own kernels then use; empty when nothing is capped."""
+    caps = {name: os.environ[name] for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if os.environ.get(name)}
+    if caps:
+        caps["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return caps
 
 
 def result_header(device: torch.device | str = "cpu", argv: list[str] | None = None) -> dict[str, object]:

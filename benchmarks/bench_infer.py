@@ -67,6 +67,7 @@ class BenchOptions:
     ablation: bool = False
     command: bool = False
     onnx: bool = False  # also an ONNX Runtime row (talkingface.inference.onnx)
+    roofline: bool = False  # also the fp32 engine against the measured convolution peak (roofline.py)
     weights: str = "auto"  # auto (parity if present), parity, random
     repeat: int = 1  # timed passes per path; the fastest counts (a shared machine is noisy)
     parity_dir: Path = PARITY
@@ -261,6 +262,13 @@ def ablation_steps(batch: int, precision: str, compile: bool) -> list[Step]:
     return steps
 
 
+def command_path_step(batch: int) -> Step:
+    """What the fp32 seed command computes (talkingface.inference.reconstruct without an engine):
+    spectral norm folded, the source encoded once, NCHW, no fused layers, freed memory kept."""
+    return Step(f"the fp32 command's own path, model only (spectral norm folded, source once, batch {batch}, NCHW)",
+                batch=batch, keep_freed_memory=True)
+
+
 def optimised_step(batch: int, precision: str, channels_last: bool, compile: bool) -> Step:
     name = (f"optimised: {precision}, batch {batch}" + (", channels_last" if channels_last else ", NCHW")
             + (", compiled" if compile else ""))
@@ -355,6 +363,23 @@ def time_seed_command(factory: ModelFactory, config: Path, frames: int, batch: i
                       frames, seconds)
 
 
+# --------------------------------------------------------------------------- roofline (--roofline)
+def roofline_of_fp32_engine(factory: ModelFactory, batches, opts: BenchOptions, rows: list[PathResult]) -> str:
+    """The optimised fp32 engine's convolutions timed one by one against the measured peak
+    (benchmarks/roofline.py), its achieved rate from its row's frames/s; kept in the row's extra."""
+    from roofline import format_roofline, roofline
+
+    step = optimised_step(opts.batch_size, "fp32", opts.channels_last, False)
+    row = next(r for r in rows if r.name == step.name)
+    engine = InferenceEngine.prepare(factory(), torch.device(opts.device), "fp32", opts.channels_last, False,
+                                     fuse=True, keep_freed_memory=True)
+    x = rebatch(batches, opts.batch_size)[0]
+    features = SourceCache(engine).features([0] * x.source.shape[0], x.source)
+    result = roofline(lambda: engine.render(x, features), x.source.shape[0], row.fps)
+    row.extra["roofline"] = result
+    return format_roofline(result)
+
+
 # --------------------------------------------------------------------------- main
 def _score(row: PathResult, pixels: np.ndarray, reference: np.ndarray) -> None:
     """The row's PSNR and largest grey-level difference against the reference frames."""
@@ -379,9 +404,11 @@ def run(opts: BenchOptions) -> list[PathResult]:
         steps = ablation_steps(opts.batch_size, precision, opts.compile)
     else:
         steps = [REFERENCE_IMPLEMENTATION, REFERENCE_GENERATOR]
-        if precision != "fp32":  # the exact path too
+        if precision != "fp32":  # the exact path too (also the roofline's subject)
             steps.append(optimised_step(opts.batch_size, "fp32", opts.channels_last, False))
         steps.append(optimised_step(opts.batch_size, precision, opts.channels_last, opts.compile))
+    if opts.command:  # the whole command's model-only counterpart at fp32 (at low precision: the optimised row)
+        steps.insert(2, command_path_step(opts.batch_size))
     rows: list[PathResult] = []
     reference_pixels = None
     for step in steps:
@@ -404,8 +431,15 @@ def run(opts: BenchOptions) -> list[PathResult]:
                 print(f"  (seed command has no --precision yet: {p} not timed)")
                 continue
             row = time_seed_command(factory, opts.config, opts.frames, opts.batch_size, p, opts.repeat)
+            model_only = next(r for r in rows if r.name == (command_path_step(opts.batch_size).name if p == "fp32"
+                                                            else optimised_step(opts.batch_size, p, opts.channels_last,
+                                                                                opts.compile).name))
+            row.extra["over_model_only"] = row.seconds / model_only.seconds - 1
+            row.note = f"{100 * row.extra['over_model_only']:+.0f}% over its model-only row"
             rows.append(row)
-            print(f"  {row.name}: {row.fps:.3f} frames/s", flush=True)
+            print(f"  {row.name}: {row.fps:.3f} frames/s, {row.note}", flush=True)
+    if opts.roofline:
+        print(roofline_of_fp32_engine(factory, batches, opts, rows))
     print(f"load average at end: {load_average()}\n")
     print(format_table(rows, {"reference implementation": rows[0], "generator only": rows[1]}))
     return rows
@@ -421,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the optimised path")
     p.add_argument("--ablation", action="store_true", help="one row per optimisation, cumulatively")
     p.add_argument("--command", action="store_true", help="also time the whole seed inference command")
+    p.add_argument("--roofline", action="store_true", help="also time the fp32 engine's convolutions one by one "
+                   "against the machine's measured fp32 convolution peak (benchmarks/roofline.py)")
     p.add_argument("--onnx", action="store_true",
                    help='also an ONNX Runtime row, fp32, batch --batch-size (needs pip install -e ".[onnx]")')
     p.add_argument("--weights", default="auto", choices=["auto", "parity", "random"])
@@ -442,12 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = BenchOptions(frames=args.frames, batch_size=args.batch_size, precision=args.precision,
                         channels_last=not args.nchw, compile=args.compile, ablation=args.ablation,
                         command=args.command, weights=args.weights, repeat=args.repeat, parity_dir=args.parity_dir,
-                        config=args.config, onnx=args.onnx,
+                        config=args.config, onnx=args.onnx, roofline=args.roofline,
                         device=args.device)
     header = result_header(args.device)
     rows = run(opts)
     variant = variant_name({"ablation": args.ablation, "compile": args.compile, "command": args.command,
-                            "onnx": args.onnx}, args.device)
+                            "onnx": args.onnx, "roofline": args.roofline}, args.device)
     out = write_result(args.out or result_path(__file__, variant),
                        {"options": asdict(opts), "rows": path_rows(rows), "load_average_after": load_average()},
                        header)

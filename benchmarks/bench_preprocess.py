@@ -50,7 +50,7 @@ def main() -> None:
                         "bench_preprocess[_<variant>].json, the variant naming the options off their defaults)")
     args = parser.parse_args()
 
-    from bench_common import result_header, result_path, write_result
+    from bench_common import PeakMemory, result_header, result_path, write_result
     from talkingface.recipes.preprocess import PreprocessOptions, run_preprocess
     from talkingface.utils.video import write_video
 
@@ -63,15 +63,18 @@ def main() -> None:
             write_video(path, synth_frames(args.frames, seed=v), 25)
             videos.append(str(path))
         for run in range(args.runs):
+            memory = PeakMemory()  # this process's peak resident set (with --workers 1 the work runs here)
+            memory.reset()
             start = time.perf_counter()
             report = run_preprocess(PreprocessOptions(inputs=videos, out=os.path.join(tmp, f"out{run}"),
                                                       size=args.size, workers=args.workers))
             seconds = time.perf_counter() - start
             frames = report.frames_decoded
-            runs.append({"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds})
+            runs.append({"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds,
+                         "peak_rss_mib": memory.peak_mib()})
             print(f"bench_preprocess: {frames} frames of 1280x720 -> {args.size}px, {args.videos} video(s), "
                   f"workers={args.workers}, {os.cpu_count()} CPUs: {seconds:.1f} s end to end, "
-                  f"{frames / seconds:.1f} frames/s", flush=True)
+                  f"{frames / seconds:.1f} frames/s, peak RSS {runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
     defaults = {"frames": 300, "videos": 1, "workers": 1, "size": 256}
     variant = "_".join(f"{k}{getattr(args, k)}" for k in defaults if getattr(args, k) != defaults[k]) or None
     out = write_result(args.out or result_path(__file__, variant),

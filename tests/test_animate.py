@@ -134,6 +134,7 @@ def test_crop_only_absolute_and_best_frame(media, tiny_ckpt, tmp_path):
     assert 0 <= result.reference_frame < SHORT_FRAMES
 
 
+@pytest.mark.slow  # 1.9-4.6 s: among the fast subset's slowest (issue 20: under 3 minutes)
 def test_enhance_super_resolves_the_crops(media, tiny_ckpt, tmp_path):
     from talkingface.checkpoints.sr import save_temporal_sr
     from talkingface.models.temporal_sr import TemporalSRConfig, TemporalSRNet

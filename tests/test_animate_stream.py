@@ -145,6 +145,7 @@ def _stream_peak(length: int, tmp_path) -> int:
     return peak
 
 
+@pytest.mark.slow  # 1.9-4.6 s: among the fast subset's slowest (issue 20: under 3 minutes)
 def test_memory_stays_flat_in_video_length(tmp_path):
     short, long = _stream_peak(100, tmp_path), _stream_peak(400, tmp_path)
     frame_bytes = 256 * 256 * 3

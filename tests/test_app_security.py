@@ -99,6 +99,7 @@ def test_allow_server_paths_opens_typed_paths_again(tmp_path, media, models_dir)
     assert boxes["animate-ckpt"].visible and boxes["speak-ckpt"].visible
 
 
+@pytest.mark.slow  # 1.9-4.6 s: among the fast subset's slowest (issue 20: under 3 minutes)
 def test_personalised_models_are_only_the_sessions_own(handlers, media):
     summary, _, ckpt, mine, *_ = handlers.personalize(str(media / "person.mp4"), 1, "tiny.pth.tar", "", [])
     assert Path(ckpt).is_file() and mine[0].path == ckpt

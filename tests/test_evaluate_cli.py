@@ -41,6 +41,7 @@ def write_folder(folder: Path, frames: list[np.ndarray]) -> Path:
     return folder
 
 
+@pytest.mark.slow  # 1.9-4.6 s: among the fast subset's slowest (issue 20: under 3 minutes)
 def test_report_from_a_video_and_a_folder(evaluate_cli, tmp_path, capsys):
     gt = gt_frames(4)
     gt_dir = write_folder(tmp_path / "gt", gt)
