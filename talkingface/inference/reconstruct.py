@@ -26,8 +26,10 @@ def iter_reconstruct(model, dataset: OfficialDataset, batch_size: int, device: t
 
     Without `engine`, the plain fp32 generator (exact); with one (an InferenceEngine made
     from `model`), the engine renders."""
-    if engine is None and device.type == "cpu":  # the engine sets it when prepared; the exact path needs it too:
-        keep_freed_memory()  # without it every large activation is faulted in afresh (fp32 command +27% -> see docs)
+    if engine is None and device.type == "cpu":
+        # The engine sets this when it is prepared; the exact path needs it too, or every large
+        # activation is faulted in afresh (docs/performance.md: the fp32 command 0.33 -> 0.47 frames/s).
+        keep_freed_memory()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     encode = engine.encode_source if engine is not None else model.refine.encode_source
     feature_cache: dict[int, list[torch.Tensor]] = {}
