@@ -44,10 +44,10 @@ import yaml
 from PIL import Image
 
 from meta_people import PEOPLE, Person, prepare_people
-from meta_report import report
+from meta_report import report, run_key
 from talkingface.checkpoints.official import load_generator
 from talkingface.config import Config, load_config
-from talkingface.data.official import OfficialDataset
+from talkingface.data.official import OfficialDataset, open_dataset
 from talkingface.landmarks.scheme import get_scheme
 from talkingface.recipes.meta_train import MetaTrainOptions, run_meta_training
 from talkingface.recipes.personalize import PersonalizeOptions, fine_tuning, heldout_psnr, training_batches
@@ -206,7 +206,7 @@ def fine_tune_and_score(args, start: Path, cfg: Config, person: Person, lr: floa
     opts = PersonalizeOptions(ckpt=str(start), data=str(person.adapt), lr=lr, batch_size=args.inner_batch,
                               device=args.device, seed=args.personalize_seed)
     criterion, settings = fine_tuning(cfg, opts, device)
-    adaptation = person.scored(cfg, "adapt", 10 ** 9)[0]
+    adaptation = open_dataset(cfg, person.adapt)
     scores: dict[str, dict] = {}
     ks = {k for k in args.k if k}
 
@@ -217,10 +217,6 @@ def fine_tune_and_score(args, start: Path, cfg: Config, person: Person, lr: floa
     batches = training_batches(adaptation, list(range(len(adaptation))), args.inner_batch, args.personalize_seed)
     adapt(generator, criterion, batches, device, settings, steps=max(ks), on_step=on_step)
     return scores
-
-
-def run_key(start: str, person: str, lr: float | None) -> str:
-    return f"{start}|{person}|{'start' if lr is None else f'{lr:g}'}"
 
 
 def all_scores(args, starts: dict[str, Path], cfg: Config, people: list[Person], path: Path, timed: Clock) -> dict:
@@ -341,12 +337,11 @@ def main() -> None:
     frames_total = len(OfficialDataset(train_root, get_scheme("mediapipe478"), 64, 128))
     trained = {seed: continuations(args, start, configs[seed], out / f"seed{seed}", frames_total, timed)
                for seed in args.seeds}
-    starts = {"pretrained": start}
+    starts = {"pretrained": start}  # the names meta_report reads: pretrained, meta_seed<S>, ordinary_seed<S>
     for seed, t in trained.items():
-        starts[f"meta|seed{seed}"] = Path(t["meta"])
-        starts[f"ordinary|seed{seed}"] = Path(t["ordinary"])
-    scores = all_scores(args, {k.replace("|", "_"): v for k, v in starts.items()}, fine_cfg, people,
-                        out / "scores.json", timed)
+        starts[f"meta_seed{seed}"] = Path(t["meta"])
+        starts[f"ordinary_seed{seed}"] = Path(t["ordinary"])
+    scores = all_scores(args, starts, fine_cfg, people, out / "scores.json", timed)
 
     first = trained[args.seeds[0]]
     accounting = [

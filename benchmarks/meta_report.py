@@ -18,14 +18,15 @@ def _starts(kind: str, seeds: list[int]) -> list[tuple[str, int | None]]:
     return [("pretrained", None)] if kind == "pretrained" else [(f"{kind}_seed{s}", s) for s in seeds]
 
 
-def _key(start: str, person: str, lr: float | None) -> str:
+def run_key(start: str, person: str, lr: float | None) -> str:
+    """The key of one fine-tuning run in `scores` (bench_meta.py writes them)."""
     return f"{start}|{person}|{'start' if lr is None else f'{lr:g}'}"
 
 
 def _values(scores, kind, seeds, people, lr, k, stage) -> dict[tuple[int | None, str], float]:
     """(seed, person) -> PSNR; the pretrained start has seed None."""
     step = "0" if k == 0 else str(k)
-    return {(seed, p): scores[_key(start, p, None if k == 0 else lr)][step][stage]
+    return {(seed, p): scores[run_key(start, p, None if k == 0 else lr)][step][stage]
             for start, seed in _starts(kind, seeds) for p in people}
 
 
