@@ -292,6 +292,55 @@ def real_clips(files: dict[str, Any]) -> str:
                   "identity", "surroundings"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r", "r"])
 
 
+# --------------------------------------------------------------------------- bench_emulated
+def emulated_costs(data: dict[str, Any]) -> str:
+    """One row per measurement (the CPU as it is; its kernels capped at AVX2): each
+    precision's time and how many times fp32's it is."""
+    names = {"as_is": "this CPU's own kernels", "avx2_cap": "kernels capped at AVX2 (an AVX2-only CPU's)"}
+
+    def times(ratio: float) -> str:
+        return f"{ratio:.2g}x" if ratio < 10 else f"{ratio:.0f}x"
+    rows = []
+    for key, run in data["runs"].items():
+        slower = run["slower_than_fp32"]
+        conv, step = run["conv_ms"], run["train_step_ms"]
+        rows.append([names.get(key, key), f"{conv['fp32']:.1f} ms",
+                     f"{conv['bf16']:.1f} ms ({times(slower['conv_ms']['bf16'])})",
+                     f"{conv['fp16']:.1f} ms ({times(slower['conv_ms']['fp16'])})", f"{step['fp32']:.0f} ms",
+                     f"{step['bf16']:.0f} ms ({times(slower['train_step_ms']['bf16'])})"])
+    return table(["kernels", "conv fp32", "conv bf16", "conv fp16", "training step fp32",
+                  "training step, bf16 autocast"], rows, ["l", "r", "r", "r", "r", "r"])
+
+
+# --------------------------------------------------------------------------- tune_fullres
+def flow_smooth_medians(files: dict[str, Any]) -> str:
+    """`tune_fullres*`: per `flow_smooth` value and model, the median identity distance over
+    the self and the cross runs, and the median cross mouth correlation (the variants that
+    change only flow_smooth; medians, as one erratic dlib pair dominates the means)."""
+    import statistics
+
+    runs, values = [], {}
+    for data in files.values():
+        runs += data["runs"]
+        for name, settings in data["variants"].items():
+            others = {k: v for k, v in settings.items() if k != "flow_smooth"}
+            values[name] = (settings["flow_smooth"], others)
+    plain = next(others for smooth, others in values.values() if smooth == 0)
+    chosen = sorted((smooth, name) for name, (smooth, others) in values.items() if others == plain)
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    rows = []
+    for smooth, name in chosen:
+        cells = [f"{smooth:g}"]
+        for model in models:
+            mine = [r for r in runs if r["model"] == model and r["variant"] == name]
+            med = {task: statistics.median(r["identity_distance"] for r in mine if r["task"] == task)
+                   for task in ("self", "cross")}
+            mouth = statistics.median(r["corr_mouth_open"] for r in mine if r["task"] == "cross")
+            cells.append(f"{med['self']:.2f} / {med['cross']:.2f}, mouth {mouth:.2f}")
+        rows.append(cells)
+    return table(["`flow_smooth`", *models], rows)
+
+
 # --------------------------------------------------------------------------- bench_speak
 def speak_summary(data: dict[str, Any]) -> str:
     forced, recog = data["alignment"]["forced"], data["alignment"]["recognition"]
@@ -346,11 +395,13 @@ VIEWS: dict[str, dict[str, View]] = {
     "bench_fullres": {"rows": fullres_rows},
     "bench_preprocess*": {"runs": preprocess_runs},
     "bench_demo": {"follow": demo_follow, "quality": demo_quality},
+    "bench_emulated": {"costs": emulated_costs},
     "gpu_check_cpu_quick": {"summary": gpu_check_summary},
     "bench_scale": {"preprocess": scale_preprocess, "formats": scale_formats, "loader": scale_loader,
                     "voxceleb2": scale_voxceleb2},
     "bench_speak": {"summary": speak_summary},
     "real_clip_*": {"rows": real_clips},
+    "tune_fullres*": {"flow_smooth": flow_smooth_medians},
     # bench_meta's own tables (meta_report.tables renders both its results.md and these blocks)
     "bench_meta": {name: (lambda data, name=name: meta_tables(data)[name])
                    for name in ("test", "lr", "gain", "person", "verdict")},

@@ -1,6 +1,7 @@
 """Benchmark helpers whose numbers the docs quote: the roofline's convolution accounting
 (benchmarks/roofline.py) and the meta benchmark's learning-rate choice and verdict
-(benchmarks/meta_report.py). No timings are asserted."""
+(benchmarks/meta_report.py), and the parsers of bench_suite / bench_infer --command. No
+timings are asserted."""
 from __future__ import annotations
 
 import argparse
@@ -71,3 +72,29 @@ def test_meta_report_chooses_the_lr_on_validation_and_states_the_verdict(bench):
     assert "does not pay off" in behind["verdict"][-2]
     mixed, _ = meta_report.report(scores_for({5: 0.5, 50: 0.0}), args, ["a", "b"], [], {})
     assert "does not clearly pay off" in mixed["verdict"][-2] and "## Verdict" in markdown
+
+
+def test_bench_suite_reads_pytests_summary_line(bench):
+    parse = bench("bench_suite").parse_summary
+    out = "....s..\n809 passed, 26 skipped, 3 deselected in 421.23s (0:07:01)\n"
+    assert parse(out) == {"passed": 809, "skipped": 26, "deselected": 3, "pytest_seconds": 421.23}
+    assert parse("= 2 failed, 5 passed in 3.50s =")["failed"] == 2
+    with pytest.raises(ValueError):
+        parse("collected 0 items\n")
+
+
+def test_bench_infer_reads_the_recipes_own_time(bench):
+    seconds = bench("bench_infer")._recipe_seconds
+    assert seconds("precision fp32\nWrote 48 frames to saved/output_256 and saved/out_256.mp4 in 87.1 s\n") == 87.1
+    assert seconds("no such line") != seconds("no such line")  # NaN: the split is then unknown
+
+
+def test_parity_report_keeps_the_largest_difference_per_quantity(bench):
+    parse = bench("parity_report").parse_differences
+    out = ("line image source[0]: max diff 0 grey levels, 0 pixels differ\n"
+           "line image source[1]: max diff 1 grey levels, 3 pixels differ\n"
+           "subset driving[1]: max diff 2.50e-07\n"
+           "..full prediction: max abs diff 9.24e-07, mean 1.10e-08\n"
+           "\ntemporal SR parity: max abs diff 5.960e-07, mean abs diff 1.000e-08 \n")
+    assert parse(out) == {"line image source": 1.0, "subset driving": 2.5e-07, "full prediction": 9.24e-07,
+                          "temporal SR parity": 5.96e-07}

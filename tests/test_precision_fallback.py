@@ -50,7 +50,7 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_with_one_warning(no_native
         choice = resolve_precision("bf16", "cpu")
     assert choice.precision == "fp32"
     assert len(found) == 1 and "\n" not in found[0]
-    assert "no avx512_bf16/amx_bf16" in found[0] and "60-100x slower" in found[0]
+    assert "no avx512_bf16/amx_bf16" in found[0] and "100x slower" in found[0]
     assert "running in fp32 (--force keeps bf16)" in found[0]
 
 

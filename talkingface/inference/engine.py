@@ -91,12 +91,13 @@ class EmulatedPrecisionWarning(UserWarning):
     """A low precision was asked for on hardware that only emulates it (and runs far slower than fp32)."""
 
 
-# Rough cost of the emulated precisions, measured on an AVX2-only CPU (AMD EPYC: avx2, no
-# AVX-512, no AMX); docs/performance.md. Keyed by (use, device type, precision).
+# Rough cost of the emulated precisions, measured with AVX2 kernels (benchmarks/bench_emulated.py,
+# result benchmarks/results/bench_emulated.json; docs/performance.md). Keyed by (use, device
+# type, precision).
 EMULATION_COST: dict[tuple[str, str, str], str] = {
-    ("inference", "cpu", "bf16"): "measured 60-100x slower than fp32 on an AVX2-only CPU",
-    ("inference", "cpu", "fp16"): "measured about 100x slower than fp32 per convolution on an AVX2-only CPU",
-    ("training", "cpu", "bf16"): "measured about 30x slower than fp32 per training step on an AVX2-only CPU",
+    ("inference", "cpu", "bf16"): "measured about 100x slower than fp32 per convolution with AVX2 kernels",
+    ("inference", "cpu", "fp16"): "measured about 100x slower than fp32 per convolution without native fp16",
+    ("training", "cpu", "bf16"): "measured about 20x slower than fp32 per training step with AVX2 kernels",
     ("inference", "cuda", "bf16"): "no bf16 units before compute capability 8.0 (cost not measured)",
 }
 

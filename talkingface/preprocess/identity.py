@@ -89,6 +89,13 @@ def identity_embedding(image: np.ndarray, points01: np.ndarray | None = None) ->
     `points01`: the face's landmarks (0..1), to pick the right face and to place the
     box when dlib's detector misses it. Raises TalkingFaceError when no face is found.
     """
+    descriptor = dlib_descriptor(image, points01)
+    return (descriptor / np.linalg.norm(descriptor)).astype(np.float32)
+
+
+def dlib_descriptor(image: np.ndarray, points01: np.ndarray | None = None) -> np.ndarray:
+    """dlib's own 128-d descriptor (not normalised: dlib's "same person" rule, distance
+    below 0.6, is on these) of the face in `image`; as `identity_embedding`."""
     _, shape_model, recognizer = _dlib_models()
     image, points01 = _pad(np.ascontiguousarray(image, dtype=np.uint8), points01)
     rect = _face_rect(image, points01)
@@ -99,7 +106,7 @@ def identity_embedding(image: np.ndarray, points01: np.ndarray | None = None) ->
     norm = np.linalg.norm(descriptor)
     if not np.isfinite(norm) or norm == 0:
         raise TalkingFaceError("dlib returned an empty face descriptor")
-    return (descriptor / norm).astype(np.float32)
+    return descriptor
 
 
 @functools.cache

@@ -70,8 +70,8 @@ def precision_option(default: str, note: str) -> Any:
 def force_option() -> Any:
     return option(False, "Keep the requested bf16/fp16 (--precision, --fp16) even where this machine only emulates "
                          "it: bf16 on a CPU without avx512_bf16/amx_bf16, fp16 on a CPU without avx512_fp16/"
-                         "amx_fp16, bf16 on a GPU before compute capability 8.0. Measured 60-100x slower than fp32 "
-                         "on an AVX2-only CPU. Without it: one warning, then fp32.")
+                         "amx_fp16, bf16 on a GPU before compute capability 8.0: about 100x slower than fp32 per "
+                         "convolution with AVX2 kernels. Without it: one warning, then fp32.")
 
 
 def fp16_option(note: str = "") -> Any:
