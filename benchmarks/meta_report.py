@@ -119,8 +119,27 @@ def tables(result: dict) -> dict[str, str]:
     person = ["| person | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)] + [
         f"| {p} | " + " | ".join(f"{g[k]:+.2f}" for k in ks) + " |"
         for p, g in result["gain_over_best_other_by_person_db"].items()]
+    lines = verdict_of(result) if "test_psnr_db_by_seed_person" in result else result["verdict"]
     return {"test": "\n".join(test), "lr": "\n".join(lr), "gain": "\n".join(gain), "person": "\n".join(person),
-            "verdict": "\n".join(f"- {line}" for line in result["verdict"])}
+            "verdict": "\n".join(f"- {line}" for line in lines)}
+
+
+def verdict_of(result: dict) -> list[str]:
+    """The verdict lines recomputed from a result's stored per-pair test scores (so a
+    change to the wording reaches results already written)."""
+    import argparse
+
+    def pairs(kind: str, k: int) -> dict:
+        return {(None if s == "None" else int(s), p): v
+                for (s, p), v in ((key.split("|", 1), v)
+                                  for key, v in result["test_psnr_db_by_seed_person"][kind][str(k)].items())}
+
+    ks = result["k"]
+    chosen = {kind: {k: {"test": pairs(kind, k), "kind": result["best_other_kind"][str(k)]} for k in ks}
+              for kind in ("meta", "best other")}
+    gains = {k: paired_gains(chosen["meta"][k]["test"], chosen["best other"][k]["test"]) for k in ks}
+    args = argparse.Namespace(k=ks, within=result["target"]["within"], reference=result["target"]["reference"])
+    return verdict(chosen, gains, args)[0]
 
 
 def verdict(chosen, gains: dict[int, list[float]], args) -> tuple[list[str], dict]:
@@ -146,9 +165,11 @@ def verdict(chosen, gains: dict[int, list[float]], args) -> tuple[list[str], dic
         lines.append("Reptile does not pay off at this scale: the meta start is clearly behind the best other "
                      "start at every k.")
     else:
-        lines.append("Reptile does not clearly pay off at this scale: the meta start is clearly ahead at k = "
-                     f"{_listed(ahead)}, clearly behind at k = {_listed(behind)}, and within the spread at k = "
-                     f"{_listed([k for k in ks if k not in ahead + behind])}.")
+        parts = [f"{what} at k = {_listed(which)}" for what, which in
+                 (("clearly ahead", ahead), ("clearly behind", behind),
+                  ("within the spread", [k for k in ks if k not in ahead + behind])) if which]
+        lines.append("Reptile does not clearly pay off at this scale: the meta start is "
+                     + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + ".")
     target = {"within": args.within, "reference": args.reference, "met": None}
     if args.within in args.k and args.reference in args.k:
         meta = float(np.mean(list(chosen["meta"][args.within]["test"].values())))

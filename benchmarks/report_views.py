@@ -292,6 +292,22 @@ def real_clips(files: dict[str, Any]) -> str:
                   "identity", "surroundings"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r", "r"])
 
 
+# --------------------------------------------------------------------------- bench_suite
+def suite_times(data: dict[str, Any]) -> str:
+    """One row per timed suite: its command, the counts pytest reported and its time."""
+    commands = {"fast": 'python -m pytest -q -m "not slow"', "full": "python -m pytest -q"}
+    rows = []
+    for name, s in data["suites"].items():
+        minutes, seconds = divmod(round(s["pytest_seconds"]), 60)
+        counts = ", ".join(f"{s[k]} {k}" for k in ("passed", "skipped", "failed", "errors") if s.get(k))
+        rows.append([f"`{commands.get(name, name)}`", counts, f"{minutes}:{seconds:02d}"])
+    m = data["machine"]
+    return (table(["suite", "tests", "time (pytest's, min:s)"], rows, ["l", "l", "r"])
+            + f"\n\nMeasured on {m['cores']} cores of {m['cpu']} "
+              f"({'with AVX-512' if 'avx512f' in m.get('cpu_flags', []) else 'no AVX-512'}), "
+              f"load {m['load_average'].split()[0]} at the start, commit {str((data.get('commit') or {}).get('sha'))[:10]}.")
+
+
 # --------------------------------------------------------------------------- bench_emulated
 def emulated_costs(data: dict[str, Any]) -> str:
     """One row per measurement (the CPU as it is; its kernels capped at AVX2): each
@@ -396,6 +412,7 @@ VIEWS: dict[str, dict[str, View]] = {
     "bench_preprocess*": {"runs": preprocess_runs},
     "bench_demo": {"follow": demo_follow, "quality": demo_quality},
     "bench_emulated": {"costs": emulated_costs},
+    "bench_suite": {"times": suite_times},
     "gpu_check_cpu_quick": {"summary": gpu_check_summary},
     "bench_scale": {"preprocess": scale_preprocess, "formats": scale_formats, "loader": scale_loader,
                     "voxceleb2": scale_voxceleb2},

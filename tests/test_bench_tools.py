@@ -72,6 +72,8 @@ def test_meta_report_chooses_the_lr_on_validation_and_states_the_verdict(bench):
     assert "does not pay off" in behind["verdict"][-2]
     mixed, _ = meta_report.report(scores_for({5: 0.5, 50: 0.0}), args, ["a", "b"], [], {})
     assert "does not clearly pay off" in mixed["verdict"][-2] and "## Verdict" in markdown
+    assert "k = none" not in mixed["verdict"][-2]  # only the clauses that have a k
+    assert meta_report.verdict_of(mixed) == mixed["verdict"]  # the docs view recomputes it from the stored pairs
 
 
 def test_bench_suite_reads_pytests_summary_line(bench):
