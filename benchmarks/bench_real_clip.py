@@ -23,6 +23,7 @@ lists the clips measured, where each comes from, and the result files
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", default="full", choices=("full", "model"))
     parser.add_argument("--no-head-limit", action="store_true", help="animate --no-head-limit (follow the driving "
                         "head however far it moves).")
+    parser.add_argument("--variant", action="append", default=[], help="NAME:FIELD=VALUE,... full rendering's "
+                        "settings changed (FullResSettings fields, as tune_fullres.py takes them); one more run each, "
+                        "beside the defaults.")
     parser.add_argument("--every", type=int, default=3, help="Score face quality on every N-th frame.")
     parser.add_argument("--out", default=None, help="JSON result (default benchmarks/results/bench_real_clip.json).")
     args = parser.parse_args(argv)
@@ -93,20 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     from talkingface.utils.images import read_image
 
     from bench_common import load_average, machine_info, result_header, result_path, write_result
+    from tune_fullres import parse_variant
 
     info = machine_info()
     header = result_header()
     print("\n".join(info.lines()) + f"\nload average: {load_average()}")
     photo = read_image(args.source)
     models = dict(c.split("=", 1) for c in args.ckpt) if args.ckpt else {"default": ""}
+    variants = dict([(None, None), *(parse_variant(v) for v in args.variant)])  # None: the default settings
     began = time.perf_counter()
     runs = {}
     with tempfile.TemporaryDirectory(prefix="bench-real-clip-") as work:
-        for name, ckpt in models.items():
-            out = Path(work) / f"{name}.mp4"
+        for (model, ckpt), variant in ((m, v) for m in models.items() for v in variants):
+            name = model if variant is None else f"{model}, {variant}"
+            out = Path(work) / f"{len(runs)}.mp4"
             result = run_animate(AnimateOptions(source=args.source, driving=args.driving, out=str(out),
                                                 ckpt=ckpt or None, render=args.render, head_limit=not args.no_head_limit,
-                                                progress=False))
+                                                progress=False, fullres=variants[variant]))
             runs[name] = score(photo, Path(args.driving), out, result, args.every)
             r = runs[name]
             print(f"{name}: {r['frames']}/{r['driving_frames']} frames, fps {r['fps']:g}/{r['driving_fps']:g}, "
@@ -119,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                       + " ".join(f"{k}={shot[k]:.3f}" for k in ("head_x", "head_y", "mouth_open")))
     result = {"source": str(args.source), "driving": str(args.driving), "render": args.render,
               "head_limit": not args.no_head_limit,
-              "models": {k: v or "bundled default" for k, v in models.items()}, "runs": runs,
+              "models": {k: v or "bundled default" for k, v in models.items()},
+              "variants": {k: dataclasses.asdict(v) for k, v in variants.items() if k is not None}, "runs": runs,
               "seconds": time.perf_counter() - began}
     path = write_result(Path(args.out) if args.out else result_path("bench_real_clip"), result, header)
     print(f"wrote {path}")

@@ -357,6 +357,20 @@ def flow_smooth_medians(files: dict[str, Any]) -> str:
     return table(["`flow_smooth`", *models], rows)
 
 
+def variant_clips(files: dict[str, Any]) -> str:
+    """`<name>_<photo>_<clip>` bench_real_clip files run with --variant: per photo and clip, the
+    defaults beside each variant (sharpness, identity, mouth correlation)."""
+    rows = []
+    for stem, data in files.items():
+        photo, clip = stem.split("_")[-2:]
+        for name, run in data["runs"].items():
+            rows.append([photo, clip, "defaults" if "," not in name else name.split(", ", 1)[1],
+                         f"{run['sharpness_ratio']:.3f}", f"{run['identity_distance']:.3f}",
+                         f"{run['whole_clip']['mouth_open']:.2f}"])
+    return table(["photo", "driving clip", "settings", "sharpness", "identity", "mouth"], rows,
+                 ["l", "l", "l", "r", "r", "r"])
+
+
 # --------------------------------------------------------------------------- bench_speak
 def speak_summary(data: dict[str, Any]) -> str:
     forced, recog = data["alignment"]["forced"], data["alignment"]["recognition"]
@@ -418,6 +432,7 @@ VIEWS: dict[str, dict[str, View]] = {
                     "voxceleb2": scale_voxceleb2},
     "bench_speak": {"summary": speak_summary},
     "real_clip_*": {"rows": real_clips},
+    "occlusion_detail_*": {"rows": variant_clips},
     "tune_fullres*": {"flow_smooth": flow_smooth_medians},
     # bench_meta's own tables (meta_report.tables renders both its results.md and these blocks)
     "bench_meta": {name: (lambda data, name=name: meta_tables(data)[name])

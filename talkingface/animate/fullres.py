@@ -54,6 +54,8 @@ class FullResSettings:
     grow: float = 0.02  # the mouth opening and closing eyes are grown by this x the face size before feathering
     detail_feather: float = 0.02  # Gaussian sigma of the generated regions' edges, x the face size
     occlusion_ratio: float = 0.5  # occlusion below this x the frame's median inside the face -> generated
+    occlusion_detail: float = 1.0  # 0..1: how much of the warped photo's fine detail (finer than the model's
+    #   pixels) is added to the occlusion-driven generated parts; the mouth and closing eyes take none
     blink_gain: float = 2.0  # an eye closed by 1/blink_gain of the photo's openness is fully generated
     eye_scale: float = 1.6  # a closing eye's region: the photo's eye outline scaled by this (lids and their folds)
     colour_sigma: float = 0.12  # scale of the colour match, x the face size
@@ -262,8 +264,9 @@ class FullResComposer:
         region = _blur(_fill(self.size, polygons, convex=True), self.s.head_feather * self.face)
         return region * self.edge
 
-    def generated_region(self, points: np.ndarray, occlusion: np.ndarray | None) -> np.ndarray:
-        """Where the generator supplies the pixels: the mouth opening, closing eyes, occluded parts."""
+    def generated_region(self, points: np.ndarray, occlusion: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Where the generator supplies the pixels: the mouth opening, closing eyes, occluded parts.
+        -> (n x n weight 0..1, n x n share of it that is only occlusion-driven 0..1)."""
         import cv2
 
         n, face = self.size, self.face
@@ -282,6 +285,7 @@ class FullResComposer:
         grow = int(round(self.s.grow * face))
         if grow > 0 and weight.any():
             weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        features = weight  # the mouth and the closing eyes: no photo detail is added there
         if occlusion is not None:
             occ = occlusion if occlusion.shape[0] == n else cv2.resize(occlusion, (n, n),
                                                                          interpolation=cv2.INTER_LINEAR)
@@ -290,7 +294,8 @@ class FullResComposer:
                 median = float(np.median(occ[inside]))
                 occluded = np.clip(1 - occ / max(self.s.occlusion_ratio * median, 1e-6), 0, 1) * inside
                 weight = np.maximum(weight, occluded)
-        return np.clip(_blur(weight, self.s.detail_feather * face), 0, 1)
+        feather = self.s.detail_feather * face
+        return np.clip(_blur(weight, feather), 0, 1), np.clip(_blur(weight - features, feather), 0, 1)
 
     def mouth_interior(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
         """A mouth opening built from the photo, around the rendered pose's inner lips: the photo's
@@ -361,7 +366,7 @@ class FullResComposer:
         generated = item.crop if item.crop.shape[0] == n else cv2.resize(item.crop, (n, n),
                                                                           interpolation=cv2.INTER_CUBIC)
         generated = generated.astype(np.float32)
-        weight = self.generated_region(points, item.occlusion)  # n x n
+        weight, occluded = self.generated_region(points, item.occlusion)  # n x n each
         out = warped
         rows, cols = np.nonzero(weight > 1e-3)
         if rows.size:
@@ -379,6 +384,11 @@ class FullResComposer:
                 window, opening, interior = self.mouth_interior(points)
                 generated[window] += (self.s.mouth_interior * opening)[..., None] * (interior - generated[window])
             out = warped + weight[..., None] * (generated - warped)
+            if self.s.occlusion_detail > 0 and occluded.any():
+                # the generator cannot draw finer than its own pixels: there the warped photo's detail
+                # (its difference from itself blurred by about one model pixel) is kept on occluded skin
+                fine = warped - _blur(warped, n / item.crop.shape[0])
+                out += (self.s.occlusion_detail * np.minimum(occluded, weight))[..., None] * fine
         return out, self.head_region(points)
 
     def __call__(self, item: RenderedCrop) -> np.ndarray:
