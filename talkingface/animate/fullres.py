@@ -384,11 +384,16 @@ class FullResComposer:
                 window, opening, interior = self.mouth_interior(points)
                 generated[window] += (self.s.mouth_interior * opening)[..., None] * (interior - generated[window])
             out = warped + weight[..., None] * (generated - warped)
-            if self.s.occlusion_detail > 0 and occluded.any():
+            rows, cols = np.nonzero(occluded > 1e-3)
+            if self.s.occlusion_detail > 0 and rows.size:
                 # the generator cannot draw finer than its own pixels: there the warped photo's detail
                 # (its difference from itself blurred by about one model pixel) is kept on occluded skin
-                fine = warped - _blur(warped, n / item.crop.shape[0])
-                out += (self.s.occlusion_detail * np.minimum(occluded, weight))[..., None] * fine
+                sigma = n / item.crop.shape[0]
+                reach = int(3 * sigma) + 1
+                part = (slice(max(rows.min() - reach, 0), rows.max() + reach + 1),
+                        slice(max(cols.min() - reach, 0), cols.max() + reach + 1))
+                fine = warped[part] - _blur(warped[part], sigma)
+                out[part] += (self.s.occlusion_detail * np.minimum(occluded, weight)[part])[..., None] * fine
         return out, self.head_region(points)
 
     def __call__(self, item: RenderedCrop) -> np.ndarray:
