@@ -63,12 +63,13 @@ def train_step_seconds(dtype: str, repeat: int) -> float:
     import torch
 
     from talkingface.config import load_config
+    from talkingface.inference.onnx import example_inputs  # random inputs of the config's shapes
     from talkingface.models.build import build_generator
 
     cfg = load_config(TINY)
     torch.manual_seed(0)
     model = build_generator(cfg).train()
-    x = _tiny_inputs(cfg)
+    x = example_inputs(cfg, batch=2)
 
     def run():
         model.zero_grad(set_to_none=True)
@@ -76,24 +77,6 @@ def train_step_seconds(dtype: str, repeat: int) -> float:
             out = model(x)["prediction"]
         torch.nn.functional.l1_loss(out.float(), x.source).backward()  # any target: only the cost counts
     return _median_seconds(run, repeat)
-
-
-def _tiny_inputs(cfg, batch: int = 2):
-    """Random inputs of the tiny config's shapes (the cost does not depend on the values)."""
-    import torch
-
-    from talkingface.models.generator import GeneratorInputs
-
-    h, w = cfg.resolution
-    g = torch.Generator().manual_seed(0)
-    mask = torch.zeros(batch, 1, h, w)
-    mask[:, :, h // 2:, w // 4: 3 * w // 4] = 1
-    return GeneratorInputs(source=torch.rand(batch, 3, h, w, generator=g),
-                           source_line=torch.rand(batch, 3, h, w, generator=g),
-                           driving_line=torch.rand(batch, 3, h, w, generator=g),
-                           driving_subset=torch.rand(batch, 58, 2, generator=g) - 0.5, mouth_mask=mask,
-                           identity=torch.nn.functional.normalize(
-                               torch.randn(batch, cfg.model.generator.class_dim, generator=g), dim=1))
 
 
 def measure_here(repeat: int) -> dict[str, dict[str, float]]:

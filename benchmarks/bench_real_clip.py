@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 import tempfile
 import time
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     runs = {}
     with tempfile.TemporaryDirectory(prefix="bench-real-clip-") as work:
-        for (model, ckpt), variant in ((m, v) for m in models.items() for v in variants):
+        for (model, ckpt), variant in itertools.product(models.items(), variants):
             name = model if variant is None else f"{model}, {variant}"
             out = Path(work) / f"{len(runs)}.mp4"
             result = run_animate(AnimateOptions(source=args.source, driving=args.driving, out=str(out),

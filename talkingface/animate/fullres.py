@@ -107,6 +107,13 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _box_around(mask: np.ndarray, reach: int) -> tuple[slice, slice]:
+    """The bounding box of a non-empty mask's True pixels, grown by `reach` (clipped to the image)."""
+    rows, cols = np.nonzero(mask)
+    return (slice(max(rows.min() - reach, 0), min(rows.max() + reach + 1, mask.shape[0])),
+            slice(max(cols.min() - reach, 0), min(cols.max() + reach + 1, mask.shape[1])))
+
+
 def _fill(size: int, polygons: list[np.ndarray], convex: bool = False) -> np.ndarray:
     """size x size float32 mask, 1 inside the polygons (pixel coordinates)."""
     import cv2
@@ -295,7 +302,10 @@ class FullResComposer:
                 occluded = np.clip(1 - occ / max(self.s.occlusion_ratio * median, 1e-6), 0, 1) * inside
                 weight = np.maximum(weight, occluded)
         feather = self.s.detail_feather * face
-        return np.clip(_blur(weight, feather), 0, 1), np.clip(_blur(weight - features, feather), 0, 1)
+        only_occluded = weight - features
+        if only_occluded.any():
+            only_occluded = np.clip(_blur(only_occluded, feather), 0, 1)
+        return np.clip(_blur(weight, feather), 0, 1), only_occluded
 
     def mouth_interior(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
         """A mouth opening built from the photo, around the rendered pose's inner lips: the photo's
@@ -368,15 +378,12 @@ class FullResComposer:
         generated = generated.astype(np.float32)
         weight, occluded = self.generated_region(points, item.occlusion)  # n x n each
         out = warped
-        rows, cols = np.nonzero(weight > 1e-3)
-        if rows.size:
+        used = weight > 1e-3  # where the generator contributes
+        if used.any():
             # match the generator's low frequencies to the warped photo's where the photo is used; only
             # around the generated parts (the Gaussian's reach), the rest is the warped photo as it is
             sigma = self.s.colour_sigma * self.face
-            reach = int(3 * sigma) + 1
-            y0, y1 = max(rows.min() - reach, 0), min(rows.max() + reach + 1, n)
-            x0, x1 = max(cols.min() - reach, 0), min(cols.max() + reach + 1, n)
-            part = (slice(y0, y1), slice(x0, x1))
+            part = _box_around(used, int(3 * sigma) + 1)
             gen, photo = generated[part], warped[part]
             keep = 1 - weight[part]
             gen -= _blur((gen - photo) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
@@ -384,14 +391,11 @@ class FullResComposer:
                 window, opening, interior = self.mouth_interior(points)
                 generated[window] += (self.s.mouth_interior * opening)[..., None] * (interior - generated[window])
             out = warped + weight[..., None] * (generated - warped)
-            rows, cols = np.nonzero(occluded > 1e-3)
-            if self.s.occlusion_detail > 0 and rows.size:
+            if self.s.occlusion_detail > 0 and (occluded > 1e-3).any():
                 # the generator cannot draw finer than its own pixels: there the warped photo's detail
                 # (its difference from itself blurred by about one model pixel) is kept on occluded skin
                 sigma = n / item.crop.shape[0]
-                reach = int(3 * sigma) + 1
-                part = (slice(max(rows.min() - reach, 0), rows.max() + reach + 1),
-                        slice(max(cols.min() - reach, 0), cols.max() + reach + 1))
+                part = _box_around(occluded > 1e-3, int(3 * sigma) + 1)
                 fine = warped[part] - _blur(warped[part], sigma)
                 out[part] += (self.s.occlusion_detail * np.minimum(occluded, weight)[part])[..., None] * fine
         return out, self.head_region(points)
