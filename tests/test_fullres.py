@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from talkingface.animate.fullres import (FullResComposer, FullResSettings, RenderedCrop, landmark_correction,
-                                         sample_grid, smooth_deformation, warp_native)
+from talkingface.animate.fullres import (FullResComposer, FullResSettings, RenderedCrop, extend_deformation,
+                                         landmark_correction, sample_grid, smooth_deformation, still_grid, warp_native)
 from talkingface.landmarks.regions import eye_openness, mediapipe_regions
 from talkingface.models.layers import coordinate_grid, warp
 from talkingface.preprocess.detect import CropBox, crop_frame
@@ -125,8 +125,7 @@ def _open_mouth(points: np.ndarray, amount: float = 0.06) -> np.ndarray:
 
 def identity_grid(size: int = 16) -> np.ndarray:
     """The sampling grid that leaves an image in place (cell centres, align_corners=False)."""
-    centres = 2 * (np.arange(size) + 0.5) / size - 1
-    return np.stack(np.meshgrid(centres, centres), -1).astype(np.float32)
+    return still_grid(size)
 
 
 def _still(box: CropBox, points01, crop):
@@ -139,15 +138,75 @@ def test_surroundings_are_the_source_frames_own_pixels(scene):
     crop = crop_frame(frame, box, 64, replicate=True)
     out = composer(_still(box, points, crop))
     assert out.shape == frame.shape
+    area = composer.box  # the rendered area: the model's crop and the whole head region around it
+    assert area.side > 1.3 * box.side  # measured 1.9 x (the model's crop trims the top of the head)
     outside = np.ones(frame.shape[:2], bool)
-    outside[max(box.y0, 0):box.y0 + box.side, max(box.x0, 0):box.x0 + box.side] = False
+    outside[max(area.y0, 0):area.y0 + area.side, max(area.x0, 0):area.x0 + area.side] = False
     assert np.array_equal(out[outside], frame[outside])
-    # the crop's corners are outside the head region: unchanged too
-    assert np.array_equal(out[box.y0 + 2, box.x0 + 2], frame[box.y0 + 2, box.x0 + 2])
+    # beyond the head region (here the frame's lower corners, inside the area): unchanged too
+    assert np.array_equal(out[-3:, :3], frame[-3:, :3]) and np.array_equal(out[-3:, -3:], frame[-3:, -3:])
+    # a still pose moves nothing: the whole frame is the photo, resampled at whole pixels
+    assert np.abs(out.astype(int) - frame).max() <= 1
     # the face itself: the photo's pixels, barely resampled
     inside = out[box.y0 + box.side // 3:box.y0 + 2 * box.side // 3, box.x0 + box.side // 3:box.x0 + 2 * box.side // 3]
     ref = frame[box.y0 + box.side // 3:box.y0 + 2 * box.side // 3, box.x0 + box.side // 3:box.x0 + 2 * box.side // 3]
     assert np.abs(inside.astype(int) - ref).mean() < 3  # measured 0.0x: bicubic at whole-pixel offsets
+
+
+def test_still_grid_moves_nothing_at_any_size():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
+    for cells in (10, 16, 40):
+        inner = slice(40 // cells, 40 - 40 // cells)  # a grid resized up holds its edge over the outer half-cell
+        assert np.abs(warp_native(image, still_grid(cells)) - image)[inner, inner].max() < 0.01
+
+
+def test_the_deformation_is_carried_beyond_the_models_crop_by_the_rigid_head_motion():
+    """Inside the model's crop (away from its edge band) the model's deformation; beyond it the
+    rigid map; a still model with a still head is still everywhere."""
+    model = still_grid(16) + np.float32([0.05, -0.02])  # the model samples a little right and up
+    origin, side, size = np.array([30.0, 40.0]), 60.0, 150
+    rigid = np.array([[1.0, 0.0, -6.0], [0.0, 1.0, 3.0]])  # the head: output -> source is 6 px left, 3 down
+    grid = extend_deformation(model, origin, side, size, rigid, band=0.12)
+    g = grid.shape[0]
+    assert g == 40  # the model's cell size (16 cells over 60 px) over 150 px
+    pixels = (grid + 1) * size / 2  # where each cell samples, area pixels
+    centres = (np.arange(g) + 0.5) * size / g
+    centre_cell = int(np.argmin(np.abs(centres - (origin[0] + side / 2))))
+    middle = int(np.argmin(np.abs(centres - (origin[1] + side / 2))))
+    expected = np.array([centres[centre_cell] + 0.05 * side / 2, centres[middle] - 0.02 * side / 2])
+    assert np.abs(pixels[middle, centre_cell] - expected).max() < 1e-3
+    corner = pixels[-1, -1] - centres[-1]  # far from the crop: the rigid map
+    assert np.abs(corner - (-6.0, 3.0)).max() < 1e-3
+    still = extend_deformation(still_grid(16), origin, side, size, np.eye(2, 3), band=0.12)
+    # measured 3.5e-4 (0.03 px): the model grid's outer half-cell is held, not extrapolated, in the edge band
+    assert np.abs(still - still_grid(g)).max() < 1e-3
+
+
+def test_a_raised_head_takes_its_hair_and_ears_along_beyond_the_models_crop(scene):
+    """The model's crop trims the top of the head and reaches barely past the cheeks. Raise the
+    head by 4% of the crop (pose, deformation): the forehead's top and the hair above the crop, and
+    the sides by the ears, show the photo moved up, not left where they were (a ghost)."""
+    frame, box, points = scene
+    shift = 0.04
+    pose = points - np.float32([0, shift])
+    grid = still_grid(16) + np.float32([0, 2 * shift])  # sample further down: the picture moves up
+    crop = crop_frame(frame, box, 64, replicate=True)
+    out = FullResComposer(frame, box, points)(RenderedCrop(crop, pose, grid, np.ones((64, 64), np.float32)))
+    moved = np.roll(frame, -int(round(shift * box.side)), axis=0).astype(int)
+    top = np.round(box.to_frame(points[10:11])[0]).astype(int)  # the face outline's top, above the crop
+    assert top[1] < box.y0
+    for y in (top[1], top[1] - 20):
+        patch = (slice(y - 4, y + 5), slice(top[0] - 30, top[0] + 31))
+        # measured 0.7 / 0.9 grey levels from the moved photo, 6.8 / 60 from the photo where it was
+        assert np.abs(out[patch] - moved[patch]).mean() < 2.5
+        assert np.abs(out[patch] - frame[patch].astype(int)).mean() > 5
+    for index, side in ((234, -1), (454, 1)):  # beside each cheek's edge, towards the ear
+        x, y = np.round(box.to_frame(points[index:index + 1])[0]).astype(int)
+        patch = (slice(y - 10, y + 11), slice(x + side * 12 - 6, x + side * 12 + 7))
+        # measured 2.5 and 1.6 from the moved photo, 30 and 23 from the photo where it was
+        assert np.abs(out[patch] - moved[patch]).mean() < 5
+        assert np.abs(out[patch] - frame[patch].astype(int)).mean() > 12
 
 
 def test_the_mouth_opening_comes_from_the_generator_with_the_photos_colours(scene):
@@ -167,14 +226,14 @@ def test_the_mouth_opening_comes_from_the_generator_with_the_photos_colours(scen
     composer = FullResComposer(frame, box, points, FullResSettings(mouth_interior=0.0))
     out_crop, region = composer.compose_crop(RenderedCrop(generated, pose, identity_grid(), None))
     n = composer.size
-    centre = np.round(pose[regions.inner_lips].mean(0) * n).astype(int)
+    centre = np.round(composer.to_area(pose[regions.inner_lips]).mean(0)).astype(int)
     mouth = out_crop[centre[1] - 1:centre[1] + 2, centre[0] - 2:centre[0] + 3].mean()
     assert mouth < 60, mouth  # dark: the generator's mouth (the photo there is lips and skin, > 100)
-    assert region[centre[1], centre[0]] > 0.99 and region[2, 2] < 1e-3
+    assert region[centre[1], centre[0]] > 0.99 and region[2, 2] < 1e-3 and region[n - 3, n - 3] < 1e-3
     # the eyes: the native photo, not the 64 px generator crop
-    eye = np.round(points[list(regions.eyes[0])].mean(0) * n).astype(int)
+    eye = np.round(composer.to_area(points[list(regions.eyes[0])]).mean(0)).astype(int)
     patch = (slice(eye[1] - 6, eye[1] + 7), slice(eye[0] - 10, eye[0] + 11))
-    photo_patch = crop_frame(frame, box, n, replicate=True)[patch].astype(float)
+    photo_patch = composer.crop[patch].astype(float)
     assert np.abs(out_crop[patch] - photo_patch).mean() < 8  # measured ~3
     assert out_crop[patch].var() > 0.5 * photo_patch.var()
 
@@ -188,18 +247,16 @@ def test_a_blink_uses_the_generator_over_the_eye(scene):
         centre_y = points[eye, 1].mean()
         pose[eye, 1] = centre_y
     assert (eye_openness(pose) < 0.4 * eye_openness(points)).all()  # measured 0.08 and 0.06 of ~0.3
-    weight, occluded = composer.generated_region(pose * composer.size, None)
-    n = composer.size
-    eye_centre = np.round(points[regions.eyes[0]].mean(0) * n).astype(int)
+    weight, occluded = composer.generated_region(composer.to_area(pose), None)
+    eye_centre = np.round(composer.to_area(points[regions.eyes[0]]).mean(0)).astype(int)
     assert weight[eye_centre[1], eye_centre[0]] > 0.9
     assert occluded.max() == 0  # no occlusion map: nothing is occlusion-driven (the eye keeps no photo detail)
-    assert composer.generated_region(points * n, None)[0].max() < 0.5  # the photo's own pose: nothing generated
+    assert composer.generated_region(composer.to_area(points), None)[0].max() < 0.5  # the photo's own pose: nothing generated
 
 
 def _mouth_profile(composer: FullResComposer, out_crop: np.ndarray, pose: np.ndarray) -> np.ndarray:
     """Mean brightness along the mouth's centre line, from the pose's upper inner lip (0) to its lower (1)."""
-    n = composer.size
-    top, bottom = pose[13] * n, pose[14] * n
+    top, bottom = composer.to_area(pose[[13, 14]])
     values = []
     for t in np.linspace(0.05, 0.95, 19):
         x, y = np.round(top + t * (bottom - top)).astype(int)
@@ -253,11 +310,10 @@ def test_occluded_skin_keeps_the_photos_fine_detail_over_the_generators_colours(
     def cheek_patch(settings: FullResSettings) -> tuple[np.ndarray, np.ndarray]:
         composer = FullResComposer(frame, box, points, settings)
         out, _ = composer.compose_crop(item)
-        n = composer.size
-        c = np.round(points[205] * n).astype(int)
-        r = 4 * n // size  # inside the occluded disc (radius 6 of 64 model pixels)
+        c = np.round(composer.to_area(points[205:206])[0]).astype(int)
+        r = int(4 * composer.model_side // size)  # inside the occluded disc (radius 6 of 64 model pixels)
         patch = (slice(c[1] - r, c[1] + r + 1), slice(c[0] - r, c[0] + r + 1))
-        return out[patch], crop_frame(frame, box, n, replicate=True)[patch].astype(np.float32)
+        return out[patch], composer.crop[patch].astype(np.float32)
 
     def detail(a: np.ndarray) -> float:
         return float(cv2.Laplacian(a.mean(-1).astype(np.float32), cv2.CV_32F).var())

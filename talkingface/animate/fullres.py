@@ -21,8 +21,15 @@ source crop's own resolution:
    photo's lighting and no colour step shows.
 4. Paste back: only the head moves. The blend region is the face outline of the
    rendered and of the source pose, widened to take in hair and extended below the
-   chin to the neck, feathered, and faded out before the crop's edges. Outside it the
-   output is the source frame's own pixels, so the surroundings are unchanged.
+   chin to the neck, feathered, and faded out before the rendered area's edges. Outside
+   it the output is the source frame's own pixels, so the surroundings are unchanged.
+
+The rendered area is larger than the model's crop, which trims the top of the head and
+the ears (`render_box`): the whole head region and its feather fit inside it. Beyond the
+model's crop the head moves rigidly, by the similarity that carries the rendered pose's
+skull points onto the source's (`extend_deformation`); the model's deformation fades into
+it over the crop's outer band. (With the blend region cut off at the model crop's edge, a
+raised head left its brows and ears half behind, a ghost over the moved face.)
 
 Lengths are in units of the face size (forehead to chin), so the settings hold at any
 resolution.
@@ -35,10 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talkingface.animate.motion import STABLE_POINTS
 from talkingface.animate.pasteback import feather_mask
 from talkingface.landmarks.regions import CHIN, INNER_LIP_MIDDLE, eye_openness, face_size, mediapipe_regions
 from talkingface.models.layers import coordinate_grid
-from talkingface.preprocess.detect import CropBox, crop_frame
+from talkingface.preprocess.align import fit_similarity
+from talkingface.preprocess.detect import CropBox, box_from_center, crop_frame
 
 
 SAMPLINGS = ("lanczos", "bicubic")  # how the photo can be warped (FullResSettings.sampling, warp_native)
@@ -49,7 +58,10 @@ class FullResSettings:
     head_scale: float = 1.3  # the head region: the face outline scaled about its centre by this (hair, ears)
     neck: float = 0.45  # ... and extended below the chin by this x the face size (chin, neck)
     head_feather: float = 0.12  # Gaussian sigma of the head region's edge, x the face size
-    edge_feather: float = 0.12  # the region fades to 0 over this fraction of the crop side at the crop's edges
+    edge_feather: float = 0.12  # the region fades to 0 over this fraction of the side at the rendered area's
+    #   edges; the model's own deformation fades into the rigid head motion over this fraction of its crop
+    motion_margin: float = 0.15  # the rendered area reaches this x the face size beyond the source's head
+    #   region and its feather, for a head that moves
     mouth_full: float = 0.03  # the mouth is fully generated once it opens this x the face size wider than the photo's
     grow: float = 0.02  # the mouth opening and closing eyes are grown by this x the face size before feathering
     detail_feather: float = 0.02  # Gaussian sigma of the generated regions' edges, x the face size
@@ -69,7 +81,8 @@ class FullResSettings:
     cavity_shade: tuple[float, float] = (0.5, 0.2)  # the cavity's colour x the lip colour, at its edge and its centre
     teeth_hint: tuple[float, float] = (0.04, 0.015)  # a closed-mouth photo's mouth gets teeth this x the face size
     #   below the upper lip and above the lower one (0, 0: none), coloured from the photo's eye whites
-    max_side: int = 1024  # the native crop is worked on at most this large (bigger boxes are resized)
+    max_side: int = 1024  # the model's crop is worked on at most this large (bigger ones are resized, and the
+    #   rendered area around it by the same factor)
     sampling: str = "lanczos"  # how the photo is warped: lanczos (8x8) or bicubic (see docs/animate_quality.md)
 
     def __post_init__(self):
@@ -109,9 +122,9 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def _box_around(mask: np.ndarray, reach: int) -> tuple[slice, slice]:
     """The bounding box of a non-empty mask's True pixels, grown by `reach` (clipped to the image)."""
-    rows, cols = np.nonzero(mask)
-    return (slice(max(rows.min() - reach, 0), min(rows.max() + reach + 1, mask.shape[0])),
-            slice(max(cols.min() - reach, 0), min(cols.max() + reach + 1, mask.shape[1])))
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, mask.shape[0])),
+            slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, mask.shape[1])))
 
 
 def _fill(size: int, polygons: list[np.ndarray], convex: bool = False) -> np.ndarray:
@@ -126,6 +139,14 @@ def _fill(size: int, polygons: list[np.ndarray], convex: bool = False) -> np.nda
         else:
             cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_AA, shift=4)
     return mask.astype(np.float32)
+
+
+def still_grid(size: int) -> np.ndarray:
+    """The size x size x 2 sampling grid that moves nothing: cell centres in -1..1 as
+    align_corners=False reads them (the model's coordinate_grid puts its corners on the edge
+    pixels' centres instead, which is a slight zoom at this convention)."""
+    centres = ((2 * np.arange(size) + 1) / size - 1).astype(np.float32)
+    return np.stack(np.meshgrid(centres, centres), axis=-1)
 
 
 def sample_grid(grid: np.ndarray, points01: np.ndarray) -> np.ndarray:
@@ -175,35 +196,105 @@ def smooth_deformation(deformation: np.ndarray, sigma_cells: float) -> np.ndarra
 
 
 def warp_native(source: np.ndarray, deformation: np.ndarray, correction: np.ndarray | None = None,
-                sampling: str = "lanczos") -> np.ndarray:
+                sampling: str = "lanczos", window: tuple[slice, slice] | None = None,
+                face: tuple[slice, slice] | None = None) -> np.ndarray:
     """Sample an S x S x 3 float32 source (0..255) through an h x w x 2 grid resized to S x S
     (plus an optional correction grid of any size), with reflection at the borders and
     align_corners=False as the model samples. `sampling`: "lanczos" (8 x 8 Lanczos, OpenCV:
     keeps more of the photo's detail at sub-pixel offsets) or "bicubic" (torch's, as the
-    model's own warp would). -> S x S x 3 float32."""
+    model's own warp would). With a `window` (rows, columns) only its pixels are sampled; the rest
+    is the source as it is. With a `face` window (inside `window`), Lanczos is used only there and
+    OpenCV's bicubic elsewhere (a third of the cost: hair and background need less). -> S x S x 3
+    float32."""
     import cv2
 
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     size = source.shape[0]
 
-    def resized(array: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
-        return t if t.shape[-2:] == (size, size) else F.interpolate(t, size=(size, size), mode="bilinear",
-                                                                      align_corners=False)
+    def resized(array: np.ndarray) -> np.ndarray:  # bilinear, pixel centres as align_corners=False
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        return array if array.shape[:2] == (size, size) else cv2.resize(array, (size, size),
+                                                                         interpolation=cv2.INTER_LINEAR)
 
-    grid = resized(deformation)
+    grid = resized(deformation)  # S x S x 2
     if correction is not None:
         grid = grid + resized(correction)
     if sampling == "bicubic":
         image = torch.from_numpy(source).permute(2, 0, 1)[None]  # 1 x 3 x S x S, a view
-        warped = F.grid_sample(image, grid.permute(0, 2, 3, 1), mode="bicubic", padding_mode="reflection",
-                               align_corners=False)  # 1 x 3 x S x S
-        return warped[0].permute(1, 2, 0).clamp_(0, 255).numpy()
-    pixels = ((grid[0] + 1) * size - 1) / 2  # 2 x S x S: grid units (align_corners=False) -> pixel centres
-    warped = cv2.remap(source, pixels[0].numpy(), pixels[1].numpy(), cv2.INTER_LANCZOS4,
-                       borderMode=cv2.BORDER_REFLECT)  # S x S x 3: reflection about the edge, as torch's
-    return np.clip(warped, 0, 255, out=warped)
+        warped = F.grid_sample(image, torch.from_numpy(grid)[None], mode="bicubic", padding_mode="reflection",
+                               align_corners=False)[0].permute(1, 2, 0).clamp_(0, 255).numpy()  # S x S x 3
+    else:
+        if window is not None:
+            grid = grid[window]
+        pixels = ((grid + 1) * size - 1) / 2  # grid units (align_corners=False) -> pixel centres
+        maps = np.ascontiguousarray(pixels[..., 0]), np.ascontiguousarray(pixels[..., 1])
+        # reflection about the edge, as torch's
+        kernel = cv2.INTER_LANCZOS4 if face is None else cv2.INTER_CUBIC
+        warped = cv2.remap(source, *maps, kernel, borderMode=cv2.BORDER_REFLECT)
+        if face is not None:
+            top, left = (0, 0) if window is None else (window[0].start, window[1].start)
+            inner = (slice(face[0].start - top, face[0].stop - top), slice(face[1].start - left, face[1].stop - left))
+            warped[inner] = cv2.remap(source, maps[0][inner], maps[1][inner], cv2.INTER_LANCZOS4,
+                                      borderMode=cv2.BORDER_REFLECT)
+        np.clip(warped, 0, 255, out=warped)
+        if window is None:
+            return warped
+        window_pixels, warped = warped, source.copy()
+        warped[window] = window_pixels
+        return warped
+    if window is None:
+        return warped
+    out = source.copy()
+    out[window] = warped[window]
+    return out
+
+
+def head_polygon(points: np.ndarray, settings: FullResSettings, face: float) -> np.ndarray:
+    """The head region's outline for N x 2 landmarks (any pixel units): the face outline scaled
+    by `head_scale` about its centre (hair, ears), its chin half moved `neck` x the face size
+    further down (chin, neck). -> K x 2, to be filled as a convex polygon."""
+    oval = points[mediapipe_regions().face_oval]
+    centre = oval.mean(axis=0)
+    widened = centre + (oval - centre) * settings.head_scale
+    down = (points[CHIN] - centre) / max(np.linalg.norm(points[CHIN] - centre), 1e-9)
+    lower = widened[(widened - centre) @ down > 0]  # the half towards the chin
+    return np.concatenate([widened, lower + down * settings.neck * face])
+
+
+def render_box(points_px: np.ndarray, model_box: CropBox, settings: FullResSettings) -> CropBox:
+    """The square area full rendering works on, in frame pixels: the model's crop and the
+    source's head region (`head_polygon`) with its feather (2.5 sigmas) and `motion_margin`."""
+    points_px = np.asarray(points_px, dtype=np.float64)
+    face = max(face_size(points_px), 1.0)
+    polygon = head_polygon(points_px, settings, face)
+    reach = (2.5 * settings.head_feather + settings.motion_margin) * face
+    low = np.minimum(polygon.min(axis=0) - reach, (model_box.x0, model_box.y0))
+    high = np.maximum(polygon.max(axis=0) + reach, (model_box.x0 + model_box.side, model_box.y0 + model_box.side))
+    return box_from_center(*(low + high) / 2, float((high - low).max()))
+
+
+def extend_deformation(deformation: np.ndarray, origin: np.ndarray, side: float, size: int, rigid: np.ndarray,
+                       band: float) -> np.ndarray:
+    """The model's h x w x 2 sampling grid (-1..1 of its crop), carried over a larger size x size
+    area in which the crop is the square at `origin` (x, y) with `side` (pixels of the area):
+    inside the crop the model's deformation, fading over the outer `band` x side of the crop into
+    `rigid` (a 2 x 3 similarity, area pixels of the output -> of the source), which is all there
+    is beyond the crop. -> g x g x 2 float32 grid over the area (-1..1 of it, align_corners=False),
+    with the model's cell size."""
+    h = deformation.shape[0]
+    g = int(np.clip(round(h * size / side), h, 8 * h))
+    centres = (np.arange(g) + 0.5) * size / g  # cell centres, area pixels
+    xs, ys = np.meshgrid(centres, centres)
+    where = np.stack([xs.ravel(), ys.ravel()], axis=-1)  # g*g x 2
+    in_crop = (where - origin) / side  # 0..1 of the model's crop
+    model = (sample_grid(deformation, in_crop) + 1) / 2 * side + origin  # area pixels
+    moved = where @ rigid[:, :2].T + rigid[:, 2]
+    ramp = np.clip(np.minimum(in_crop, 1 - in_crop) / max(band, 1e-6), 0, 1)
+    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep, 0 at the crop's edge and beyond
+    trust = (ramp[:, 0] * ramp[:, 1])[:, None]
+    pixels = moved + trust * (model - moved)
+    return (2 * pixels / size - 1).reshape(g, g, 2).astype(np.float32)
 
 
 class FullResComposer:
@@ -214,14 +305,26 @@ class FullResComposer:
         import cv2
 
         self.frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        self.box = box
         self.s = settings
-        self.size = n = min(box.side, settings.max_side)  # working side of the native crop
-        self.crop = crop_frame(self.frame, box, n, replicate=True)  # n x n x 3 uint8 (n <= side: never enlarged)
+        self.model_box = box
+        self.box = render_box(box.to_frame(source_points), box, settings)  # the rendered area, frame pixels
+        scale = min(1.0, settings.max_side / box.side)  # area pixels per frame pixel
+        self.size = n = max(int(round(self.box.side * scale)), 16)  # working side of the rendered area
+        scale = n / self.box.side
+        self.model_origin = np.array([box.x0 - self.box.x0, box.y0 - self.box.y0], np.float64) * scale
+        self.model_side = box.side * scale  # the model's crop inside the area, area pixels
+        low = np.clip(np.floor(self.model_origin).astype(int), 0, n)
+        high = np.clip(np.ceil(self.model_origin + self.model_side).astype(int), 0, n)
+        self.model_window = (slice(low[1], high[1]), slice(low[0], high[0]))  # the crop's pixels in the area
+        self.model_area = np.zeros((n, n), bool)  # n x n: inside the model's crop
+        self.model_area[self.model_window] = self.place(np.ones((8, 8), np.float32), self.model_window, 0.0) > 0.5
+        self.crop = crop_frame(self.frame, self.box, n, replicate=True)  # n x n x 3 uint8 (never enlarged)
         self.crop_float = self.crop.astype(np.float32)
         self.regions = mediapipe_regions()
-        self.source_points = np.asarray(source_points, dtype=np.float64) * n  # crop pixels
+        self.source_points = self.to_area(source_points)  # area pixels
         self.face = max(face_size(self.source_points), 1.0)
+        self.stable = list(STABLE_POINTS)  # the skull's points: the rigid head motion beyond the model's crop
+        self.snap_grid = int(np.clip(round(64 * n / self.model_side), 64, 256))  # the snap's grid, 64 per model crop
         self.source_openness = eye_openness(self.source_points)
         self.source_gap = float(np.linalg.norm(self.source_points[INNER_LIP_MIDDLE[0]]
                                                - self.source_points[INNER_LIP_MIDDLE[1]]))
@@ -235,9 +338,28 @@ class FullResComposer:
         self.snap_strength = np.full(len(self.source_points), settings.snap)
         self.snap_strength[np.concatenate([self.regions.inner_lips, self.regions.outer_lips])] = settings.lip_snap
         h, w = self.frame.shape[:2]
-        self.fx0, self.fy0 = max(box.x0, 0), max(box.y0, 0)
-        self.fx1, self.fy1 = min(box.x0 + box.side, w), min(box.y0 + box.side, h)
+        area = self.box
+        self.fx0, self.fy0 = max(area.x0, 0), max(area.y0, 0)
+        self.fx1, self.fy1 = min(area.x0 + area.side, w), min(area.y0 + area.side, h)
         self.visible = self.fx0 < self.fx1 and self.fy0 < self.fy1
+
+    def to_area(self, points01: np.ndarray) -> np.ndarray:
+        """N x 2 points in 0..1 of the model's crop -> pixels of the rendered area."""
+        return self.model_origin + np.asarray(points01, dtype=np.float64) * self.model_side
+
+    def place(self, image: np.ndarray, window: tuple[slice, slice], border: float | None = None) -> np.ndarray:
+        """An image of the model's crop (any size) resampled (bicubic) onto a window of the rendered
+        area; outside the crop: `border`, or the crop's edge replicated when None."""
+        import cv2
+
+        a = image.shape[0] / self.model_side  # crop pixels per area pixel
+        ox, oy = self.model_origin
+        x0, y0 = window[1].start, window[0].start
+        m = np.array([[a, 0, (x0 + 0.5 - ox) * a - 0.5], [0, a, (y0 + 0.5 - oy) * a - 0.5]])  # window -> crop
+        mode = cv2.BORDER_REPLICATE if border is None else cv2.BORDER_CONSTANT
+        size = (window[1].stop - x0, window[0].stop - y0)
+        return cv2.warpAffine(np.ascontiguousarray(image), m, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                              borderMode=mode, borderValue=0.0 if border is None else border)
 
     def _eye_white(self) -> np.ndarray:
         """The photo's eye-white colour (the brightest, least saturated quarter of the pixels inside the
@@ -258,18 +380,24 @@ class FullResComposer:
 
     # ---------------------------------------------------------------- masks (n x n float32, 0..1)
     def head_region(self, points: np.ndarray) -> np.ndarray:
-        """Where the output may differ from the source frame: the head of the source and of
-        the rendered pose, with hair and neck, feathered, zero at the crop's edges."""
-        polygons = []
-        for pts in (self.source_points, points):
-            oval = pts[self.regions.face_oval]
-            centre = oval.mean(axis=0)
-            widened = centre + (oval - centre) * self.s.head_scale
-            down = (pts[CHIN] - centre) / max(np.linalg.norm(pts[CHIN] - centre), 1e-9)
-            lower = widened[(widened - centre) @ down > 0]  # the half towards the chin, moved down to the neck
-            polygons.append(np.concatenate([widened, lower + down * self.s.neck * self.face]))
+        """The head of the source and of the rendered pose, with hair and neck, feathered (0.5 on
+        its outline), zero at the rendered area's edges. n x n."""
+        polygons = [head_polygon(pts, self.s, self.face) for pts in (self.source_points, points)]
         region = _blur(_fill(self.size, polygons, convex=True), self.s.head_feather * self.face)
         return region * self.edge
+
+    @staticmethod
+    def motion_share(region: np.ndarray) -> np.ndarray:
+        """How much of the head's motion a pixel follows: all of it inside the head region's outline,
+        fading out across its feather, so the background around a moving head is stretched rather
+        than cross-faded (a cross-fade shows the head's old outline as a ghost)."""
+        return np.clip(2 * region, 0, 1)
+
+    @staticmethod
+    def paste_share(region: np.ndarray) -> np.ndarray:
+        """Where the output replaces the source frame: out to where the head region's feather falls
+        to 2%, where the motion share is 4% (a sub-pixel offset for any head move under 25 pixels)."""
+        return np.clip(region / 0.02, 0, 1)
 
     def generated_region(self, points: np.ndarray, occlusion: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Where the generator supplies the pixels: the mouth opening, closing eyes, occluded parts.
@@ -291,15 +419,18 @@ class FullResComposer:
             weight = np.maximum(weight, amount * _fill(n, [placed], convex=True))
         grow = int(round(self.s.grow * face))
         if grow > 0 and weight.any():
-            weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+            near = _box_around(weight > 0, grow + 1)
+            weight[near] = cv2.dilate(weight[near], cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                                              (2 * grow + 1, 2 * grow + 1)))
         features = weight  # the mouth and the closing eyes: no photo detail is added there
         if occlusion is not None:
-            occ = occlusion if occlusion.shape[0] == n else cv2.resize(occlusion, (n, n),
-                                                                         interpolation=cv2.INTER_LINEAR)
-            inside = _fill(n, [points[self.regions.face_oval]], convex=True) > 0.5
+            window = self.model_window  # nothing is occluded beyond the model's crop
+            occ = self.place(occlusion, window, border=1.0)
+            inside = (_fill(n, [points[self.regions.face_oval]], convex=True) > 0.5)[window]
             if inside.any():
                 median = float(np.median(occ[inside]))
-                occluded = np.clip(1 - occ / max(self.s.occlusion_ratio * median, 1e-6), 0, 1) * inside
+                occluded = np.zeros((n, n), np.float32)
+                occluded[window] = np.clip(1 - occ / max(self.s.occlusion_ratio * median, 1e-6), 0, 1) * inside
                 weight = np.maximum(weight, occluded)
         feather = self.s.detail_feather * face
         only_occluded = weight - features
@@ -359,46 +490,70 @@ class FullResComposer:
 
     # ---------------------------------------------------------------- compose
     def compose_crop(self, item: RenderedCrop) -> tuple[np.ndarray, np.ndarray]:
-        """(n x n x 3 float32 output crop 0..255, n x n head region) for one rendered frame."""
-        import cv2
-
+        """(n x n x 3 float32 output 0..255 over the rendered area, n x n head region) for one
+        rendered frame."""
         n = self.size
-        points = np.asarray(item.pose, dtype=np.float64) * n
+        points = self.to_area(item.pose)  # N x 2, area pixels
         if item.deformation is None:
             raise ValueError("full-resolution rendering needs the model's deformation")
-        deformation = smooth_deformation(item.deformation, self.s.flow_smooth * self.face / n
-                                         * item.deformation.shape[0])  # h x w x 2
+        import cv2
+
+        rigid = fit_similarity(points[self.stable], self.source_points[self.stable])  # 2 x 3: pose -> source
+        deformation = extend_deformation(item.deformation, self.model_origin, self.model_side, n, rigid,
+                                         self.s.edge_feather)  # g x g x 2 over the area
+        g = deformation.shape[0]
+        deformation = smooth_deformation(deformation, self.s.flow_smooth * self.face / n * g)
+        region = self.head_region(points)  # n x n
+        share = cv2.resize(self.motion_share(region), (g, g), interpolation=cv2.INTER_AREA)[..., None]
+        still = still_grid(g)  # g x g x 2: no motion
+        deformation = still + share * (deformation - still)
         correction = None
         if self.s.snap > 0 or self.s.lip_snap > 0:
-            correction = landmark_correction(deformation, item.pose, self.source_points / n,
-                                             self.s.snap_sigma * self.face / n, strength=self.snap_strength)
-        warped = warp_native(self.crop_float, deformation, correction, self.s.sampling)  # n x n x 3
-        generated = item.crop if item.crop.shape[0] == n else cv2.resize(item.crop, (n, n),
-                                                                          interpolation=cv2.INTER_CUBIC)
-        generated = generated.astype(np.float32)
+            correction = landmark_correction(deformation, points / n, self.source_points / n,
+                                             self.s.snap_sigma * self.face / n, size=self.snap_grid,
+                                             strength=self.snap_strength)
+        paste = self.paste_share(region)  # n x n
+        # n x n x 3; sampled only where it is pasted (the rest is never seen)
+        pasted = _box_around(paste > 0, 0)
+        oval = points[self.regions.face_oval]
+        margin = 0.1 * self.face
+        low = np.clip(np.floor(oval.min(axis=0) - margin).astype(int), (pasted[1].start, pasted[0].start), None)
+        high = np.clip(np.ceil(oval.max(axis=0) + margin).astype(int), None, (pasted[1].stop, pasted[0].stop))
+        face = (slice(low[1], max(high[1], low[1])), slice(low[0], max(high[0], low[0])))
+        warped = warp_native(self.crop_float, deformation, correction, self.s.sampling, pasted, face)
         weight, occluded = self.generated_region(points, item.occlusion)  # n x n each
-        out = warped
         used = weight > 1e-3  # where the generator contributes
-        if used.any():
-            # match the generator's low frequencies to the warped photo's where the photo is used; only
-            # around the generated parts (the Gaussian's reach), the rest is the warped photo as it is
-            sigma = self.s.colour_sigma * self.face
-            part = _box_around(used, int(3 * sigma) + 1)
-            gen, photo = generated[part], warped[part]
-            keep = 1 - weight[part]
-            gen -= _blur((gen - photo) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
-            if self.s.mouth_interior > 0:  # the photo-built mouth needs no colour match: it is the photo's
-                window, opening, interior = self.mouth_interior(points)
-                generated[window] += (self.s.mouth_interior * opening)[..., None] * (interior - generated[window])
-            out = warped + weight[..., None] * (generated - warped)
-            if self.s.occlusion_detail > 0 and (occluded > 1e-3).any():
-                # the generator cannot draw finer than its own pixels: there the warped photo's detail
-                # (its difference from itself blurred by about one model pixel) is kept on occluded skin
-                sigma = n / item.crop.shape[0]
-                part = _box_around(occluded > 1e-3, int(3 * sigma) + 1)
-                fine = warped[part] - _blur(warped[part], sigma)
-                out[part] += (self.s.occlusion_detail * np.minimum(occluded, weight)[part])[..., None] * fine
-        return out, self.head_region(points)
+        if not used.any():
+            return warped, paste
+        # match the generator's low frequencies to the warped photo's where the photo is used; only
+        # around the generated parts (the Gaussian's reach), the rest is the warped photo as it is
+        sigma = self.s.colour_sigma * self.face
+        part = _box_around(used, int(3 * sigma) + 1)
+        if self.s.mouth_interior > 0:
+            window, opening, interior = self.mouth_interior(points)
+            part = tuple(slice(min(p.start, w.start), max(p.stop, w.stop)) for p, w in zip(part, window))
+        photo = warped[part]  # a view
+        gen = photo.copy()  # the generator's image inside the model's crop, the warped photo beyond it
+        inside = self.model_area[part]
+        gen[inside] = self.place(item.crop, part)[inside]
+        keep = 1 - weight[part]
+        gen -= _blur((gen - photo) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
+        if self.s.mouth_interior > 0:  # the photo-built mouth needs no colour match: it is the photo's
+            local = tuple(slice(w.start - p.start, w.stop - p.start) for p, w in zip(part, window))
+            gen[local] += (self.s.mouth_interior * opening)[..., None] * (interior - gen[local])
+        detail = None
+        if self.s.occlusion_detail > 0 and (occluded > 1e-3).any():
+            # the generator cannot draw finer than its own pixels: there the warped photo's detail
+            # (its difference from itself blurred by about one model pixel) is kept on occluded skin
+            blur = self.model_side / item.crop.shape[0]
+            skin = _box_around(occluded > 1e-3, int(3 * blur) + 1)
+            share = (self.s.occlusion_detail * np.minimum(occluded, weight)[skin])[..., None]
+            detail = skin, share * (warped[skin] - _blur(warped[skin], blur))
+        out = warped  # blended in place: the warped photo is not needed after this
+        out[part] += weight[part][..., None] * (gen - photo)
+        if detail is not None:
+            out[detail[0]] += detail[1]
+        return out, paste
 
     def __call__(self, item: RenderedCrop) -> np.ndarray:
         """One output frame, H x W x 3 uint8, at the source frame's resolution."""
@@ -412,10 +567,15 @@ class FullResComposer:
         if side != self.size:
             crop = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
             region = cv2.resize(region, (side, side), interpolation=cv2.INTER_LINEAR)
-        bx0, by0 = self.fx0 - self.box.x0, self.fy0 - self.box.y0
+        bx0, by0 = self.fx0 - self.box.x0, self.fy0 - self.box.y0  # the area's part inside the frame
         bx1, by1 = bx0 + self.fx1 - self.fx0, by0 + self.fy1 - self.fy0
-        background = result[self.fy0:self.fy1, self.fx0:self.fx1].astype(np.float32)
-        weight = region[by0:by1, bx0:bx1, None]
-        blended = background + weight * (crop[by0:by1, bx0:bx1] - background)
-        result[self.fy0:self.fy1, self.fx0:self.fx1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        inside = region[by0:by1, bx0:bx1] > 0
+        if not inside.any():
+            return result
+        rows, cols = _box_around(inside, 0)  # only where the region reaches
+        weight = region[by0:by1, bx0:bx1][rows, cols][..., None]
+        target = result[self.fy0:self.fy1, self.fx0:self.fx1][rows, cols]  # a view
+        background = target.astype(np.float32)
+        blended = background + weight * (crop[by0:by1, bx0:bx1][rows, cols] - background)
+        target[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return result
