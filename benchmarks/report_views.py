@@ -273,6 +273,12 @@ def demo_quality(data: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- bench_real_clip
+def _surroundings(value: float | str) -> str:
+    """The surroundings' error, or why there is none (JSON keeps a NaN as the string "nan")."""
+    value = float(value)
+    return "n/a (no background away from the face)" if math.isnan(value) else f"{value:.1f}"
+
+
 def real_clips(files: dict[str, Any]) -> str:
     """One row per bench_real_clip result file (`real_clip_*`: real_clip_<photo>_<clip>)."""
     rows = []
@@ -287,7 +293,7 @@ def real_clips(files: dict[str, Any]) -> str:
                      ("no (none in the video)" if not run["driving_audio"] else "**lost**"),
                      f"{follow['head_x']:.2f}", f"{follow['head_y']:.2f}", f"{follow['mouth_open']:.2f}" + per_shot,
                      f"{run['sharpness_ratio']:.2f}", f"{run['identity_distance']:.2f}",
-                     f"{run['surroundings_error']['output']:.1f}"])
+                     _surroundings(run['surroundings_error']['output'])])
     return table(["photo", "driving clip", "frames", "audio", "head x", "head y", "mouth", "sharpness",
                   "identity", "surroundings"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r", "r"])
 
