@@ -274,9 +274,10 @@ def test_an_opened_mouth_shows_the_photos_teeth_on_each_jaw_over_a_dark_cavity(s
     composer = FullResComposer(frame, box, points)
     out_crop, _ = composer.compose_crop(RenderedCrop(grey.astype(np.uint8), pose, identity_grid(), None))
     profile = _mouth_profile(composer, out_crop, pose)
-    # measured: upper teeth 175-207 (the photo's 215-228 there), the gap 25, lower teeth 165-173
+    # measured: upper teeth 175-207 (the photo's 215-228 there), the gap 25 (the tongue's back starts at the
+    # opening's middle), lower teeth 165-182
     assert profile[2:4].min() > 170 and profile[15:17].min() > 140, profile
-    assert profile[7:12].max() < 50, profile
+    assert profile[7:10].max() < 50, profile
 
 
 def test_a_closed_mouth_photo_gets_a_cavity_and_a_hint_of_upper_teeth(closed_scene):
@@ -291,6 +292,31 @@ def test_a_closed_mouth_photo_gets_a_cavity_and_a_hint_of_upper_teeth(closed_sce
     none = FullResComposer(frame, box, points, FullResSettings(teeth_hint=(0.0, 0.0)))
     plain, _ = none.compose_crop(RenderedCrop(grey, pose, identity_grid(), None))
     assert _mouth_profile(none, plain, pose)[1:4].max() < profile[1:4].max() - 25  # measured 51 against 92
+
+
+def test_a_wide_open_mouth_shows_a_tongue_on_its_floor_and_a_slightly_open_one_none(closed_scene):
+    """A closed-mouth photo opened wide (the gap 11% of the face): the cavity's lower part is a tongue
+    in the lips' colour, lighter than the dark back of the mouth; opened a little (4%), nothing changes."""
+    frame, box, points = closed_scene
+    grey = (crop_frame(frame, box, 64, replicate=True) * 0 + 128).astype(np.uint8)
+
+    def render(amount: float, tongue: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        composer = FullResComposer(frame, box, points, FullResSettings(tongue=tongue))
+        pose = _open_mouth(points, amount)
+        out, _ = composer.compose_crop(RenderedCrop(grey, pose, identity_grid(), None))
+        top, bottom = composer.to_area(pose[[13, 14]])
+        x, y = np.round(top + 0.85 * (bottom - top)).astype(int)  # the opening's lower part
+        return _mouth_profile(composer, out, pose), out[y - 1:y + 2, x - 2:x + 3].reshape(-1, 3).mean(axis=0)
+
+    profile, floor = render(0.08, FullResSettings().tongue)
+    plain_profile, plain_floor = render(0.08, (1.0, 1.0))
+    # measured: the floor (91, 53, 51) against the cavity's (71, 43, 41); the profile's lower part 47.5 against
+    # 36.5; the mouth's middle 32-39 either way
+    assert floor.mean() > plain_floor.mean() + 8 and floor[0] > floor[2] + 25, (floor, plain_floor)
+    assert profile[12:16].mean() > plain_profile[12:16].mean() + 6, (profile, plain_profile)
+    assert np.abs(profile[8:10] - plain_profile[8:10]).max() < 3 and profile[8:10].max() < 50, profile
+    little, _ = render(0.03, FullResSettings().tongue)
+    assert np.array_equal(little, render(0.03, (1.0, 1.0))[0])
 
 
 def test_occluded_skin_keeps_the_photos_fine_detail_over_the_generators_colours(scene):

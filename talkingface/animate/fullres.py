@@ -79,6 +79,8 @@ class FullResSettings:
     mouth_interior: float = 1.0  # 0..1: how much of a generated mouth opening is built from the photo (its teeth
     #   carried by each jaw over a cavity shaded from its lip colour) rather than the generator's own mouth
     cavity_shade: tuple[float, float] = (0.5, 0.2)  # the cavity's colour x the lip colour, at its edge and its centre
+    tongue: tuple[float, float] = (0.05, 0.1)  # a tongue shows in the cavity once the opening is this wide (x the
+    #   face size), fully at the second value; (1, 1): none
     teeth_hint: tuple[float, float] = (0.04, 0.015)  # a closed-mouth photo's mouth gets teeth this x the face size
     #   below the upper lip and above the lower one (0, 0: none), coloured from the photo's eye whites
     max_side: int = 1024  # the model's crop is worked on at most this large (bigger ones are resized, and the
@@ -477,16 +479,41 @@ class FullResComposer:
         depth /= max(float(depth.max()), 1e-6)
         edge, centre = self.s.cavity_shade
         cavity = self.lip_colour * (edge + (centre - edge) * depth)[..., None]
-        # where the photo shows no teeth: a hint of them, in the photo's eye-white colour, under the upper
-        # lip and over the lower one, fading towards the mouth's corners
         gap = float(np.linalg.norm(points[bottom] - points[top]))
         below_top = along(xs, ys, points) * gap
+        cavity = self._tongue(cavity, points, xs, ys, below_top / max(gap, 1e-6), gap, opening)
+        # where the photo shows no teeth: a hint of them, in the photo's eye-white colour, under the upper
+        # lip and over the lower one, fading towards the mouth's corners
         above_bottom = gap - below_top
         band = np.maximum(np.clip((self.s.teeth_hint[0] * face - below_top) / (0.01 * face), 0, 1),
                           np.clip((self.s.teeth_hint[1] * face - above_bottom) / (0.01 * face), 0, 1))
         hint = (band * np.clip(depth * 2 - 0.4, 0, 1) * opening)[..., None]
         cavity += hint * (self.tooth_colour * (0.6 + 0.4 * depth)[..., None] - cavity)
         return window, _blur(opening, 0.01 * face), np.clip(teeth + (1 - shown)[..., None] * cavity, 0, 255)
+
+    def _tongue(self, cavity: np.ndarray, points: np.ndarray, xs: np.ndarray, ys: np.ndarray, down: np.ndarray,
+                gap: float, opening: np.ndarray) -> np.ndarray:
+        """The floor of a wide-open mouth: a tongue, domed (highest in the middle), over the cavity's
+        lower part, in the lips' colour, lighter towards the front; it shows once the opening is wider
+        than `tongue[0]` x the face and fully from `tongue[1]`. `down`: 0 at the upper inner lip, 1 at the lower."""
+        start, full = self.s.tongue
+        show = float(np.clip((gap - start * self.face) / max((full - start) * self.face, 1e-6), 0, 1))
+        if show <= 0:
+            return cavity
+        top, bottom = INNER_LIP_MIDDLE
+        axis = (points[bottom] - points[top]) / max(gap, 1e-6)
+        across = np.array([axis[1], -axis[0]])  # the lips' width direction
+        inner = points[self.regions.inner_lips]
+        centre = inner.mean(axis=0)
+        extent = (inner - centre) @ across
+        side = ((xs - centre[0]) * across[0] + (ys - centre[1]) * across[1])  # along the width, pixels
+        lateral = np.where(side < 0, -side / max(-extent.min(), 1e-6), side / max(extent.max(), 1e-6))
+        surface = 0.62 + 0.3 * np.clip(lateral, 0, 1) ** 2  # the tongue's top edge: a dome across the mouth
+        soft = 0.04 + 1.5 / max(gap, 1.0)  # its edge's softness, in units of the gap (at least 1.5 pixels)
+        mask = np.clip((down - surface) / soft, 0, 1) * opening * show
+        front = np.clip((down - surface) / 0.35, 0, 1)  # 0 at the back (its top edge), 1 at the front
+        colour = self.lip_colour * (0.45 + 0.3 * front)[..., None]
+        return cavity + mask[..., None] * (colour - cavity)
 
     # ---------------------------------------------------------------- compose
     def compose_crop(self, item: RenderedCrop) -> tuple[np.ndarray, np.ndarray]:
