@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from talkingface.checkpoints.official import (
-    _spade_block_names, load_generator, official_names, read_checkpoint, save_checkpoint)
+    _spade_block_names, first_non_finite, load_generator, official_names, read_checkpoint, save_checkpoint)
 from talkingface.config import load_config
 from talkingface.errors import CheckpointError
 from talkingface.models.build import build_discriminator, build_generator
@@ -60,6 +60,28 @@ def test_round_trip_gives_identical_outputs(tmp_path, tiny):
     x = tiny_inputs()
     with torch.inference_mode():
         assert torch.equal(gen(x)["prediction"], loaded(x)["prediction"])
+
+
+def test_a_generator_built_to_be_loaded_skips_only_the_random_fills(tiny):
+    """initialise=False (load_generator's build: every weight is loaded next) gives the same
+    parameters and buffers, and torch.nn.init is itself again afterwards."""
+    cfg, gen, _ = tiny
+    before = torch.nn.init.kaiming_uniform_
+    bare = build_generator(cfg, initialise=False)
+    assert torch.nn.init.kaiming_uniform_ is before
+    assert {k: v.shape for k, v in bare.state_dict().items()} == {k: v.shape for k, v in gen.state_dict().items()}
+    weight = torch.zeros(4, 4)
+    torch.nn.init.kaiming_uniform_(weight)
+    assert weight.abs().sum() > 0  # the real fill again
+
+
+def test_the_non_finite_check_finds_nan_and_inf_and_passes_a_sum_that_overflows():
+    big = torch.full((4,), 3e38)  # finite, but its float32 sum overflows to inf
+    assert first_non_finite({"g": {"w": big, "steps": torch.tensor([1, 2])}}) is None
+    nan, inf = big.clone(), torch.ones(3, dtype=torch.float16)
+    nan[2], inf[0] = float("nan"), float("inf")
+    assert first_non_finite({"g": {"ok": big, "w": nan}}) == "g.w"
+    assert first_non_finite({"d": [torch.ones(2), inf]}) == "d.1"
 
 
 def test_spectral_norm_removed_checkpoint_loads_with_same_outputs(tmp_path, tiny):

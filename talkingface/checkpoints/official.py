@@ -148,9 +148,12 @@ def _check_format(path: Path) -> None:
 def first_non_finite(obj: Any, where: str = "") -> str | None:
     """The key path ('generator.SPDAE_G.conv_img.weight') of the first floating tensor holding NaN or inf."""
     if isinstance(obj, torch.Tensor):
-        if (obj.is_floating_point() or obj.is_complex()) and not bool(torch.isfinite(obj).all()):
-            return where or "<tensor>"
-        return None
+        if not (obj.is_floating_point() or obj.is_complex()):
+            return None
+        # a NaN or inf makes the sum non-finite, and so can an overflow: only then look at every element
+        # (the sum is a tenth of isfinite's cost: 0.02 s against 0.2 s on the official 256 generator)
+        finite = bool(torch.isfinite(obj.sum())) or bool(torch.isfinite(obj).all())
+        return None if finite else where or "<tensor>"
     if isinstance(obj, dict):
         items = ((str(k), v) for k, v in obj.items())
     elif isinstance(obj, (list, tuple)):
@@ -349,7 +352,7 @@ def load_generator(path: str | Path, cfg: Config, map_location: str | torch.devi
     """Build the config's generator and strictly load a checkpoint's `generator` into it."""
     ckpt = read_checkpoint(path)
     sd = strip_module_prefix(generator_state(ckpt, path))
-    model = build_generator(cfg, spectral_norm=has_spectral_norm(sd))
+    model = build_generator(cfg, spectral_norm=has_spectral_norm(sd), initialise=False)  # filled strictly below
     blocks = cfg.model.generator.spade_num_blocks
     _check_is_generator(model, sd, blocks, path)  # another model's file: say so before anything else
     meta = checkpoint_meta(ckpt, path)

@@ -1,6 +1,11 @@
 """Config -> model. The one place where official config names become our model specs."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
+import torch
+
 from talkingface.config import Config
 from talkingface.models.discriminator import DiscriminatorSpec, MultiScaleDiscriminator
 from talkingface.models.generator import MetaPortraitGenerator
@@ -46,8 +51,33 @@ def generator_specs(cfg: Config, spectral_norm: bool | None = None) -> tuple[War
     return warp, refine
 
 
-def build_generator(cfg: Config, spectral_norm: bool | None = None) -> MetaPortraitGenerator:
-    return MetaPortraitGenerator(*generator_specs(cfg, spectral_norm))
+# torch.nn.init's fills that modules' reset_parameters call; skipped when every weight is loaded next
+_INIT_FILLS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
+               "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def _no_weight_fills() -> Iterator[None]:
+    """Within the block torch.nn.init's fills leave tensors as they are (uninitialised memory).
+    Only for models whose every parameter and buffer is overwritten right after, by a strict load."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FILLS}
+    try:
+        for name in _INIT_FILLS:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fill in saved.items():
+            setattr(torch.nn.init, name, fill)
+
+
+def build_generator(cfg: Config, spectral_norm: bool | None = None, initialise: bool = True) -> MetaPortraitGenerator:
+    """The config's generator. `initialise=False` skips the random initialisation (0.6 s of the 1.4 s
+    load of the official 256 model, benchmarks/results/bench_load.json) for a model whose every weight
+    is loaded next, strictly."""
+    if initialise:
+        return MetaPortraitGenerator(*generator_specs(cfg, spectral_norm))
+    with _no_weight_fills():
+        return MetaPortraitGenerator(*generator_specs(cfg, spectral_norm))
 
 
 def discriminator_spec(cfg: Config) -> DiscriminatorSpec:
