@@ -541,7 +541,8 @@ class FullResComposer:
                                              strength=self.snap_strength)
         paste = self.paste_share(region)  # n x n
         # n x n x 3; sampled only where it is pasted (the rest is never seen)
-        pasted = _box_around(paste > 0, 0)
+        # where the paste can change a grey level (share x 255 >= 0.5): the feather's far tail cannot
+        pasted = _box_around(paste >= 0.002, 0)
         oval = points[self.regions.face_oval]
         margin = 0.1 * self.face
         low = np.clip(np.floor(oval.min(axis=0) - margin).astype(int), (pasted[1].start, pasted[0].start), None)
