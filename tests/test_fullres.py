@@ -209,6 +209,34 @@ def test_a_raised_head_takes_its_hair_and_ears_along_beyond_the_models_crop(scen
         assert np.abs(out[patch] - frame[patch].astype(int)).mean() > 12
 
 
+def test_a_face_in_the_frames_corner_and_a_capped_working_size_still_compose():
+    """The whole-head area reaches far outside a frame whose face sits in its corner: only the
+    visible part is pasted. With max_side below the crop's side the area is worked on shrunk by
+    the same factor and resized back."""
+    from talkingface.preprocess.detect import box_around_points
+    from talkingface.preprocess.portrait import detect_landmarks
+
+    face = photo("obama")
+    frame = np.full((300, 300, 3), 90, np.uint8)
+    frame[:256, :256] = face
+    points_px = detect_landmarks(face) * 256
+    box = box_around_points(points_px, 1.3, 0.2)
+    points = box.to_crop(points_px)
+    crop = crop_frame(frame, box, 64, replicate=True)
+    composer = FullResComposer(frame, box, points)
+    assert composer.box.x0 < 0 and composer.box.y0 < 0  # measured (-54, -28), side 372
+    raised = RenderedCrop(crop, points - np.float32([0, 0.04]), still_grid(16) + np.float32([0, 0.08]),
+                          np.ones((64, 64), np.float32))
+    out = composer(raised)
+    assert out.shape == frame.shape
+    assert np.array_equal(out[-3:, -3:], frame[-3:, -3:])  # beyond the head region
+    assert np.abs(out[:200, 40:220].astype(int) - frame[:200, 40:220]).mean() > 5  # the head moved
+    capped = FullResComposer(frame, box, points, FullResSettings(max_side=64))
+    assert capped.size == round(composer.box.side * 64 / box.side) and abs(capped.model_side - 64) < 0.5
+    still = capped(RenderedCrop(crop, points, still_grid(16), np.ones((64, 64), np.float32)))
+    assert np.abs(still.astype(int) - frame).mean() < 5  # measured 3.0: the shrunk area resized back
+
+
 def test_the_mouth_opening_comes_from_the_generator_with_the_photos_colours(scene):
     """With the photo-built mouth off: open the pose's mouth; the generator draws a dark mouth
     there and is otherwise the photo. The output's mouth is dark, the rest of the face is the
