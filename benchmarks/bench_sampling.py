@@ -28,7 +28,7 @@ def still_ratios(photo: np.ndarray) -> dict[str, list[float]]:
     """Face sharpness kept by each kernel on three small rigid motions of the photo."""
     import cv2
 
-    from talkingface.animate.fullres import warp_native
+    from talkingface.animate.deformation import warp_native
     from talkingface.metrics.face_quality import face_sharpness
     from talkingface.models.layers import coordinate_grid
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from talkingface.animate.fullres import (FullResComposer, FullResSettings, RenderedCrop, extend_deformation,
-                                         landmark_correction, sample_grid, smooth_deformation, still_grid, warp_native)
+from talkingface.animate.deformation import (extend_deformation, landmark_correction, sample_grid, smooth_deformation,
+                                             still_grid, warp_native)
+from talkingface.animate.fullres import FullResComposer, FullResSettings, RenderedCrop
 from talkingface.landmarks.regions import eye_openness, mediapipe_regions
 from talkingface.models.layers import coordinate_grid, warp
 from talkingface.preprocess.detect import CropBox, crop_frame
@@ -279,7 +280,8 @@ def test_a_blink_uses_the_generator_over_the_eye(scene):
     eye_centre = np.round(composer.to_area(points[regions.eyes[0]]).mean(0)).astype(int)
     assert weight[eye_centre[1], eye_centre[0]] > 0.9
     assert occluded.max() == 0  # no occlusion map: nothing is occlusion-driven (the eye keeps no photo detail)
-    assert composer.generated_region(composer.to_area(points), None)[0].max() < 0.5  # the photo's own pose: nothing generated
+    # the photo's own pose: nothing generated
+    assert composer.generated_region(composer.to_area(points), None)[0].max() < 0.5
 
 
 def _mouth_profile(composer: FullResComposer, out_crop: np.ndarray, pose: np.ndarray) -> np.ndarray:

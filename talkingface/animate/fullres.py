@@ -12,17 +12,20 @@ source crop's own resolution:
    supply keeps the photo's detail. The deformation's displacement is low-passed first
    (small wobbles inside the face cost the person) and corrected towards the landmarks.
 2. Generate: where the warp cannot supply the pixels, the generator's output (resized
-   up) is used: the mouth opening (inner-lip polygon of the rendered pose), eyes that
-   close further than in the photo (blinks), and what the model's occlusion map marks
-   as occluded. Those weights are feathered.
+   up) is used: the mouth opening (inner-lip polygon of the rendered pose; built from the
+   photo's own teeth over a shaded cavity, `animate.mouth`), eyes that close further than
+   in the photo (blinks), and what the model's occlusion map marks as occluded. Those
+   weights are feathered.
 3. Colour match: before blending, the generator's low frequencies are matched to the
    warped photo's around the generated regions (a normalised Gaussian of their
    difference, weighted by where the photo is used), so a generated mouth takes the
    photo's lighting and no colour step shows.
-4. Paste back: only the head moves. The blend region is the face outline of the
-   rendered and of the source pose, widened to take in hair and extended below the
-   chin to the neck, feathered, and faded out before the rendered area's edges. Outside
-   it the output is the source frame's own pixels, so the surroundings are unchanged.
+4. Paste back: only the head moves. The head region is the face outline of the rendered
+   and of the source pose, widened to take in hair and extended below the chin to the
+   neck, feathered, and faded out before the rendered area's edges. The motion (not the
+   pixels) fades out across its feather, so a moved head leaves no ghost of its outline;
+   beyond it the output is the source frame's own pixels, so the surroundings are
+   unchanged.
 
 The rendered area is larger than the model's crop, which trims the top of the head and
 the ears (`render_box`): the whole head region and its feather fit inside it. Beyond the
@@ -39,18 +42,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from talkingface.animate.deformation import (SAMPLINGS, extend_deformation, landmark_correction, smooth_deformation,
+                                             still_grid, warp_native)
+from talkingface.animate.masks import blur, box_around, fill
 from talkingface.animate.motion import STABLE_POINTS
+from talkingface.animate.mouth import PhotoMouth
 from talkingface.animate.pasteback import feather_mask
 from talkingface.landmarks.regions import CHIN, INNER_LIP_MIDDLE, eye_openness, face_size, mediapipe_regions
-from talkingface.models.layers import coordinate_grid
 from talkingface.preprocess.align import fit_similarity
 from talkingface.preprocess.detect import CropBox, box_from_center, crop_frame
-
-
-SAMPLINGS = ("lanczos", "bicubic")  # how the photo can be warped (FullResSettings.sampling, warp_native)
 
 
 @dataclass(frozen=True)
@@ -104,154 +105,6 @@ class RenderedCrop:
     occlusion: np.ndarray | None = None  # S' x S' float32, 0..1 (low: occluded)
 
 
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur (edges replicated). A wide blur runs on a copy shrunk so that its sigma
-    is about 3 pixels there, then resized back: the result is smooth at that scale anyway,
-    and a 50-pixel sigma at full size costs ~0.1 s a frame."""
-    import cv2
-
-    if sigma <= 0.3:
-        return image
-    h, w = image.shape[:2]
-    factor = int(sigma // 3)
-    if factor < 2 or min(h, w) // factor < 8:
-        return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
-    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / factor, sigmaY=sigma / factor,
-                             borderType=cv2.BORDER_REPLICATE)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _box_around(mask: np.ndarray, reach: int) -> tuple[slice, slice]:
-    """The bounding box of a non-empty mask's True pixels, grown by `reach` (clipped to the image)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return (slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, mask.shape[0])),
-            slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, mask.shape[1])))
-
-
-def _fill(size: int, polygons: list[np.ndarray], convex: bool = False) -> np.ndarray:
-    """size x size float32 mask, 1 inside the polygons (pixel coordinates)."""
-    import cv2
-
-    mask = np.zeros((size, size), np.uint8)
-    for polygon in polygons:
-        pts = np.round(np.asarray(polygon) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
-        if convex:
-            cv2.fillConvexPoly(mask, cv2.convexHull(pts), 1, lineType=cv2.LINE_AA, shift=4)
-        else:
-            cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_AA, shift=4)
-    return mask.astype(np.float32)
-
-
-def still_grid(size: int) -> np.ndarray:
-    """The size x size x 2 sampling grid that moves nothing: cell centres in -1..1 as
-    align_corners=False reads them (the model's coordinate_grid puts its corners on the edge
-    pixels' centres instead, which is a slight zoom at this convention)."""
-    centres = ((2 * np.arange(size) + 1) / size - 1).astype(np.float32)
-    return np.stack(np.meshgrid(centres, centres), axis=-1)
-
-
-def sample_grid(grid: np.ndarray, points01: np.ndarray) -> np.ndarray:
-    """Bilinear values of an h x w x C grid at N x 2 points in 0..1 (cell centres at (k + 0.5) / h,
-    as F.interpolate(align_corners=False) resizes it). -> N x C."""
-    h, w = grid.shape[:2]
-    x = np.clip(points01[:, 0] * w - 0.5, 0, w - 1)
-    y = np.clip(points01[:, 1] * h - 0.5, 0, h - 1)
-    x0, y0 = np.minimum(x.astype(int), w - 2).clip(0), np.minimum(y.astype(int), h - 2).clip(0)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
-    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
-def landmark_correction(deformation: np.ndarray, pose01: np.ndarray, source01: np.ndarray, sigma01: float,
-                        size: int = 64, strength: np.ndarray | float = 1.0) -> np.ndarray:
-    """A size x size x 2 correction to the deformation (grid units) that makes it sample each
-    source landmark exactly at its pose position (`strength` per landmark: 1 all the way, 0.5
-    half way): the residuals at the landmarks, spread by a normalised Gaussian (Shepard)
-    interpolation that fades to 0 away from the face."""
-    residual = (2 * source01 - 1) - sample_grid(deformation, pose01)  # N x 2, grid units
-    residual = residual * np.reshape(strength, (-1, 1))
-    centres = (np.arange(size) + 0.5) / size
-    # A 2-D Gaussian is the product of a row and a column factor, so the weighted sums over the
-    # landmarks are matrix products (size x N by N x size) instead of a size x size x N array
-    wx = np.exp(-(centres[:, None] - pose01[:, 0]) ** 2 / (2 * sigma01 ** 2))  # size (x) x N
-    wy = np.exp(-(centres[:, None] - pose01[:, 1]) ** 2 / (2 * sigma01 ** 2))  # size (y) x N
-    total = wy @ wx.T  # size (y) x size (x)
-    spread = np.stack([(wy * residual[:, c]) @ wx.T for c in range(2)], axis=-1)  # size x size x 2
-    # exp(-2): the weight of one landmark two sigmas away; inside the face the weights sum far above it
-    return spread / (total + np.exp(-2.0))[..., None]
-
-
-def smooth_deformation(deformation: np.ndarray, sigma_cells: float) -> np.ndarray:
-    """The h x w x 2 sampling grid with its displacement from the identity grid Gaussian-blurred
-    (sigma in grid cells, edges replicated): the identity part is kept exactly."""
-    import cv2
-
-    if sigma_cells <= 0.1:
-        return deformation
-    identity = coordinate_grid(*deformation.shape[:2]).numpy()  # the model's identity grid, h x w x 2
-    displacement = cv2.GaussianBlur(np.ascontiguousarray(deformation - identity, dtype=np.float32), (0, 0),
-                                    sigmaX=sigma_cells, sigmaY=sigma_cells, borderType=cv2.BORDER_REPLICATE)
-    return identity + displacement
-
-
-def warp_native(source: np.ndarray, deformation: np.ndarray, correction: np.ndarray | None = None,
-                sampling: str = "lanczos", window: tuple[slice, slice] | None = None,
-                face: tuple[slice, slice] | None = None) -> np.ndarray:
-    """Sample an S x S x 3 float32 source (0..255) through an h x w x 2 grid resized to S x S
-    (plus an optional correction grid of any size), with reflection at the borders and
-    align_corners=False as the model samples. `sampling`: "lanczos" (8 x 8 Lanczos, OpenCV:
-    keeps more of the photo's detail at sub-pixel offsets) or "bicubic" (torch's, as the
-    model's own warp would). With a `window` (rows, columns) only its pixels are sampled; the rest
-    is the source as it is. With a `face` window (inside `window`), Lanczos is used only there and
-    OpenCV's bicubic elsewhere (a third of the cost: hair and background need less). -> S x S x 3
-    float32."""
-    import cv2
-
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-    size = source.shape[0]
-
-    def resized(array: np.ndarray) -> np.ndarray:  # bilinear, pixel centres as align_corners=False
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        return array if array.shape[:2] == (size, size) else cv2.resize(array, (size, size),
-                                                                         interpolation=cv2.INTER_LINEAR)
-
-    grid = resized(deformation)  # S x S x 2
-    if correction is not None:
-        grid = grid + resized(correction)
-    if sampling == "bicubic":
-        image = torch.from_numpy(source).permute(2, 0, 1)[None]  # 1 x 3 x S x S, a view
-        warped = F.grid_sample(image, torch.from_numpy(grid)[None], mode="bicubic", padding_mode="reflection",
-                               align_corners=False)[0].permute(1, 2, 0).clamp_(0, 255).numpy()  # S x S x 3
-    else:
-        if window is not None:
-            grid = grid[window]
-        pixels = ((grid + 1) * size - 1) / 2  # grid units (align_corners=False) -> pixel centres
-        maps = np.ascontiguousarray(pixels[..., 0]), np.ascontiguousarray(pixels[..., 1])
-        # reflection about the edge, as torch's
-        kernel = cv2.INTER_LANCZOS4 if face is None else cv2.INTER_CUBIC
-        warped = cv2.remap(source, *maps, kernel, borderMode=cv2.BORDER_REFLECT)
-        if face is not None:
-            top, left = (0, 0) if window is None else (window[0].start, window[1].start)
-            inner = (slice(face[0].start - top, face[0].stop - top), slice(face[1].start - left, face[1].stop - left))
-            warped[inner] = cv2.remap(source, maps[0][inner], maps[1][inner], cv2.INTER_LANCZOS4,
-                                      borderMode=cv2.BORDER_REFLECT)
-        np.clip(warped, 0, 255, out=warped)
-        if window is None:
-            return warped
-        window_pixels, warped = warped, source.copy()
-        warped[window] = window_pixels
-        return warped
-    if window is None:
-        return warped
-    out = source.copy()
-    out[window] = warped[window]
-    return out
-
-
 def head_polygon(points: np.ndarray, settings: FullResSettings, face: float) -> np.ndarray:
     """The head region's outline for N x 2 landmarks (any pixel units): the face outline scaled
     by `head_scale` about its centre (hair, ears), its chin half moved `neck` x the face size
@@ -276,36 +129,11 @@ def render_box(points_px: np.ndarray, model_box: CropBox, settings: FullResSetti
     return box_from_center(*(low + high) / 2, float((high - low).max()))
 
 
-def extend_deformation(deformation: np.ndarray, origin: np.ndarray, side: float, size: int, rigid: np.ndarray,
-                       band: float) -> np.ndarray:
-    """The model's h x w x 2 sampling grid (-1..1 of its crop), carried over a larger size x size
-    area in which the crop is the square at `origin` (x, y) with `side` (pixels of the area):
-    inside the crop the model's deformation, fading over the outer `band` x side of the crop into
-    `rigid` (a 2 x 3 similarity, area pixels of the output -> of the source), which is all there
-    is beyond the crop. -> g x g x 2 float32 grid over the area (-1..1 of it, align_corners=False),
-    with the model's cell size."""
-    h = deformation.shape[0]
-    g = int(np.clip(round(h * size / side), h, 8 * h))
-    centres = (np.arange(g) + 0.5) * size / g  # cell centres, area pixels
-    xs, ys = np.meshgrid(centres, centres)
-    where = np.stack([xs.ravel(), ys.ravel()], axis=-1)  # g*g x 2
-    in_crop = (where - origin) / side  # 0..1 of the model's crop
-    model = (sample_grid(deformation, in_crop) + 1) / 2 * side + origin  # area pixels
-    moved = where @ rigid[:, :2].T + rigid[:, 2]
-    ramp = np.clip(np.minimum(in_crop, 1 - in_crop) / max(band, 1e-6), 0, 1)
-    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep, 0 at the crop's edge and beyond
-    trust = (ramp[:, 0] * ramp[:, 1])[:, None]
-    pixels = moved + trust * (model - moved)
-    return (2 * pixels / size - 1).reshape(g, g, 2).astype(np.float32)
-
-
 class FullResComposer:
     """Composes full-resolution output frames for one source face (see the module doc)."""
 
     def __init__(self, frame: np.ndarray, box: CropBox, source_points: np.ndarray,
                  settings: FullResSettings = FullResSettings()):
-        import cv2
-
         self.frame = np.ascontiguousarray(frame, dtype=np.uint8)
         self.s = settings
         self.model_box = box
@@ -331,12 +159,8 @@ class FullResComposer:
         self.source_gap = float(np.linalg.norm(self.source_points[INNER_LIP_MIDDLE[0]]
                                                - self.source_points[INNER_LIP_MIDDLE[1]]))
         self.edge = feather_mask(n, settings.edge_feather)[..., 0]  # n x n
-        ring = (_fill(n, [self.source_points[self.regions.outer_lips]])
-                - _fill(n, [self.source_points[self.regions.inner_lips]])) > 0.5
-        self.lip_colour = (self.crop[ring].mean(axis=0) if ring.any() else np.array([120.0, 60, 60])).astype(np.float32)
-        self.tooth_colour = self._eye_white()
-        # the photo's own mouth opening, a pixel in from its lips (what each jaw's teeth are taken from)
-        self.photo_mouth = cv2.erode(_fill(n, [self.source_points[self.regions.inner_lips]]), np.ones((3, 3), np.uint8))
+        self.mouth = PhotoMouth(self.crop, self.source_points, self.face, settings.cavity_shade, settings.teeth_hint,
+                                settings.tongue)
         self.snap_strength = np.full(len(self.source_points), settings.snap)
         self.snap_strength[np.concatenate([self.regions.inner_lips, self.regions.outer_lips])] = settings.lip_snap
         h, w = self.frame.shape[:2]
@@ -363,29 +187,12 @@ class FullResComposer:
         return cv2.warpAffine(np.ascontiguousarray(image), m, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                               borderMode=mode, borderValue=0.0 if border is None else border)
 
-    def _eye_white(self) -> np.ndarray:
-        """The photo's eye-white colour (the brightest, least saturated quarter of the pixels inside the
-        eye outlines), a little darker and at least 1.3x as bright as the lips, for teeth in the photo's
-        light; a neutral ivory if no eye shows."""
-        eyes = _fill(self.size, [self.source_points[eye] for eye in self.regions.eyes]) > 0.5
-        pixels = self.crop[eyes].astype(np.float32)
-        if len(pixels) < 8:
-            return np.array([200.0, 190, 170], np.float32)
-        score = pixels.mean(axis=1) - (pixels.max(axis=1) - pixels.min(axis=1))
-        white = 0.9 * pixels[score >= np.quantile(score, 0.75)].mean(axis=0)
-        # eyes behind glasses or in shade read dark: teeth are at least a little brighter than the lips
-        # (and their hue is half the eye white's, half ivory: lips tint the eyes' light, not the teeth)
-        ivory = np.array([1.04, 1.0, 0.92])
-        tint = 0.5 * white / max(float(white.mean()), 1.0) + 0.5 * ivory / ivory.mean()
-        level = max(float(white.mean()), 1.3 * float(self.lip_colour.mean()))
-        return np.clip(tint * level, 0, 255).astype(np.float32)
-
     # ---------------------------------------------------------------- masks (n x n float32, 0..1)
     def head_region(self, points: np.ndarray) -> np.ndarray:
         """The head of the source and of the rendered pose, with hair and neck, feathered (0.5 on
         its outline), zero at the rendered area's edges. n x n."""
         polygons = [head_polygon(pts, self.s, self.face) for pts in (self.source_points, points)]
-        region = _blur(_fill(self.size, polygons, convex=True), self.s.head_feather * self.face)
+        region = blur(fill(self.size, polygons, convex=True), self.s.head_feather * self.face)
         return region * self.edge
 
     @staticmethod
@@ -410,7 +217,7 @@ class FullResComposer:
         # the mouth opening, as far as it is wider than the photo's own (whose teeth the warp carries)
         top, bottom = INNER_LIP_MIDDLE
         opening = np.linalg.norm(points[top] - points[bottom]) - self.source_gap
-        weight = np.clip(opening / (self.s.mouth_full * face), 0, 1) * _fill(n, [points[self.regions.inner_lips]])
+        weight = np.clip(opening / (self.s.mouth_full * face), 0, 1) * fill(n, [points[self.regions.inner_lips]])
         closing = (self.source_openness - eye_openness(points)) / np.maximum(self.source_openness, 1e-6)
         for eye, amount in zip(self.regions.eyes, np.clip(closing * self.s.blink_gain, 0, 1)):
             if amount <= 0:
@@ -418,17 +225,17 @@ class FullResComposer:
             # the photo's eye shape, where the pose puts the eye: the closing lid is drawn by the generator
             outline = self.source_points[eye]
             placed = (outline - outline.mean(axis=0)) * self.s.eye_scale + points[eye].mean(axis=0)
-            weight = np.maximum(weight, amount * _fill(n, [placed], convex=True))
+            weight = np.maximum(weight, amount * fill(n, [placed], convex=True))
         grow = int(round(self.s.grow * face))
         if grow > 0 and weight.any():
-            near = _box_around(weight > 0, grow + 1)
+            near = box_around(weight > 0, grow + 1)
             weight[near] = cv2.dilate(weight[near], cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
                                                                               (2 * grow + 1, 2 * grow + 1)))
         features = weight  # the mouth and the closing eyes: no photo detail is added there
         if occlusion is not None:
             window = self.model_window  # nothing is occluded beyond the model's crop
             occ = self.place(occlusion, window, border=1.0)
-            inside = (_fill(n, [points[self.regions.face_oval]], convex=True) > 0.5)[window]
+            inside = (fill(n, [points[self.regions.face_oval]], convex=True) > 0.5)[window]
             if inside.any():
                 median = float(np.median(occ[inside]))
                 occluded = np.zeros((n, n), np.float32)
@@ -437,94 +244,19 @@ class FullResComposer:
         feather = self.s.detail_feather * face
         only_occluded = weight - features
         if only_occluded.any():
-            only_occluded = np.clip(_blur(only_occluded, feather), 0, 1)
-        return np.clip(_blur(weight, feather), 0, 1), only_occluded
-
-    def mouth_interior(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
-        """A mouth opening built from the photo, around the rendered pose's inner lips: the photo's
-        upper teeth move with the upper lip and its lower teeth with the lower lip (each jaw shows
-        the half of the photo's mouth opening on its side), over a dark cavity shaded from the
-        photo's lip colour where the photo has nothing to show (a closed-mouth photo: all cavity).
-        -> (window of the crop, its opening mask 0..1, its h x w x 3 interior float32 0..255)."""
-        import cv2
-
-        n, face = self.size, self.face
-        inner = points[self.regions.inner_lips]
-        margin = 0.05 * face
-        x0, y0 = np.maximum(np.floor(inner.min(axis=0) - margin).astype(int), 0)
-        x1, y1 = np.minimum(np.ceil(inner.max(axis=0) + margin).astype(int) + 1, n)
-        window = (slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1)))
-        opening = _fill(n, [inner])[window]
-        ys, xs = np.mgrid[window].astype(np.float32)
-        top, bottom = INNER_LIP_MIDDLE
-
-        def along(px, py, pts):  # position along the lips' axis: 0 at the upper inner lip, 1 at the lower
-            axis = pts[bottom] - pts[top]
-            length2 = max(float(axis @ axis), 1e-6)
-            return ((px - pts[top][0]) * axis[0] + (py - pts[top][1]) * axis[1]) / length2
-
-        lower = np.clip((along(xs, ys, points) - 0.35) / 0.3, 0, 1)  # which jaw a pixel moves with
-        teeth = np.zeros(xs.shape + (3,), np.float32)
-        shown = np.zeros(xs.shape, np.float32)
-        for jaw, share in ((top, 1 - lower), (bottom, lower)):
-            shift = self.source_points[jaw] - points[jaw]
-            mx, my = xs + np.float32(shift[0]), ys + np.float32(shift[1])
-            colour = cv2.remap(self.crop_float, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-            inside = cv2.remap(self.photo_mouth, mx, my, cv2.INTER_LINEAR, borderValue=0)
-            side = along(mx, my, self.source_points) - 0.5  # the photo opening's half on this jaw's side
-            inside *= np.clip((side if jaw == bottom else -side) * 4 + 0.5, 0, 1)
-            teeth += (share * inside)[..., None] * colour
-            shown += share * inside
-        depth = _blur(opening, 0.03 * face)
-        depth /= max(float(depth.max()), 1e-6)
-        edge, centre = self.s.cavity_shade
-        cavity = self.lip_colour * (edge + (centre - edge) * depth)[..., None]
-        gap = float(np.linalg.norm(points[bottom] - points[top]))
-        below_top = along(xs, ys, points) * gap
-        cavity = self._tongue(cavity, points, xs, ys, below_top / max(gap, 1e-6), gap, opening)
-        # where the photo shows no teeth: a hint of them, in the photo's eye-white colour, under the upper
-        # lip and over the lower one, fading towards the mouth's corners
-        above_bottom = gap - below_top
-        band = np.maximum(np.clip((self.s.teeth_hint[0] * face - below_top) / (0.01 * face), 0, 1),
-                          np.clip((self.s.teeth_hint[1] * face - above_bottom) / (0.01 * face), 0, 1))
-        hint = (band * np.clip(depth * 2 - 0.4, 0, 1) * opening)[..., None]
-        cavity += hint * (self.tooth_colour * (0.6 + 0.4 * depth)[..., None] - cavity)
-        return window, _blur(opening, 0.01 * face), np.clip(teeth + (1 - shown)[..., None] * cavity, 0, 255)
-
-    def _tongue(self, cavity: np.ndarray, points: np.ndarray, xs: np.ndarray, ys: np.ndarray, down: np.ndarray,
-                gap: float, opening: np.ndarray) -> np.ndarray:
-        """The floor of a wide-open mouth: a tongue, domed (highest in the middle), over the cavity's
-        lower part, in the lips' colour, lighter towards the front; it shows once the opening is wider
-        than `tongue[0]` x the face and fully from `tongue[1]`. `down`: 0 at the upper inner lip, 1 at the lower."""
-        start, full = self.s.tongue
-        show = float(np.clip((gap - start * self.face) / max((full - start) * self.face, 1e-6), 0, 1))
-        if show <= 0:
-            return cavity
-        top, bottom = INNER_LIP_MIDDLE
-        axis = (points[bottom] - points[top]) / max(gap, 1e-6)
-        across = np.array([axis[1], -axis[0]])  # the lips' width direction
-        inner = points[self.regions.inner_lips]
-        centre = inner.mean(axis=0)
-        extent = (inner - centre) @ across
-        side = ((xs - centre[0]) * across[0] + (ys - centre[1]) * across[1])  # along the width, pixels
-        lateral = np.where(side < 0, -side / max(-extent.min(), 1e-6), side / max(extent.max(), 1e-6))
-        surface = 0.62 + 0.3 * np.clip(lateral, 0, 1) ** 2  # the tongue's top edge: a dome across the mouth
-        soft = 0.04 + 1.5 / max(gap, 1.0)  # its edge's softness, in units of the gap (at least 1.5 pixels)
-        mask = np.clip((down - surface) / soft, 0, 1) * opening * show
-        front = np.clip((down - surface) / 0.35, 0, 1)  # 0 at the back (its top edge), 1 at the front
-        colour = self.lip_colour * (0.45 + 0.3 * front)[..., None]
-        return cavity + mask[..., None] * (colour - cavity)
+            only_occluded = np.clip(blur(only_occluded, feather), 0, 1)
+        return np.clip(blur(weight, feather), 0, 1), only_occluded
 
     # ---------------------------------------------------------------- compose
     def compose_crop(self, item: RenderedCrop) -> tuple[np.ndarray, np.ndarray]:
         """(n x n x 3 float32 output 0..255 over the rendered area, n x n head region) for one
         rendered frame."""
+        import cv2
+
         n = self.size
         points = self.to_area(item.pose)  # N x 2, area pixels
         if item.deformation is None:
             raise ValueError("full-resolution rendering needs the model's deformation")
-        import cv2
-
         rigid = fit_similarity(points[self.stable], self.source_points[self.stable])  # 2 x 3: pose -> source
         deformation = extend_deformation(item.deformation, self.model_origin, self.model_side, n, rigid,
                                          self.s.edge_feather)  # g x g x 2 over the area
@@ -542,7 +274,7 @@ class FullResComposer:
         paste = self.paste_share(region)  # n x n
         # n x n x 3; sampled only where it is pasted (the rest is never seen)
         # where the paste can change a grey level (share x 255 >= 0.5): the feather's far tail cannot
-        pasted = _box_around(paste >= 0.002, 0)
+        pasted = box_around(paste >= 0.002, 0)
         oval = points[self.regions.face_oval]
         margin = 0.1 * self.face
         low = np.clip(np.floor(oval.min(axis=0) - margin).astype(int), (pasted[1].start, pasted[0].start), None)
@@ -556,16 +288,16 @@ class FullResComposer:
         # match the generator's low frequencies to the warped photo's where the photo is used; only
         # around the generated parts (the Gaussian's reach), the rest is the warped photo as it is
         sigma = self.s.colour_sigma * self.face
-        part = _box_around(used, int(3 * sigma) + 1)
+        part = box_around(used, int(3 * sigma) + 1)
         if self.s.mouth_interior > 0:
-            window, opening, interior = self.mouth_interior(points)
+            window, opening, interior = self.mouth.interior(points)
             part = tuple(slice(min(p.start, w.start), max(p.stop, w.stop)) for p, w in zip(part, window))
         photo = warped[part]  # a view
         gen = photo.copy()  # the generator's image inside the model's crop, the warped photo beyond it
         inside = self.model_area[part]
         gen[inside] = self.place(item.crop, part)[inside]
         keep = 1 - weight[part]
-        gen -= _blur((gen - photo) * keep[..., None], sigma) / np.maximum(_blur(keep, sigma), 1e-3)[..., None]
+        gen -= blur((gen - photo) * keep[..., None], sigma) / np.maximum(blur(keep, sigma), 1e-3)[..., None]
         if self.s.mouth_interior > 0:  # the photo-built mouth needs no colour match: it is the photo's
             local = tuple(slice(w.start - p.start, w.stop - p.start) for p, w in zip(part, window))
             gen[local] += (self.s.mouth_interior * opening)[..., None] * (interior - gen[local])
@@ -573,10 +305,10 @@ class FullResComposer:
         if self.s.occlusion_detail > 0 and (occluded > 1e-3).any():
             # the generator cannot draw finer than its own pixels: there the warped photo's detail
             # (its difference from itself blurred by about one model pixel) is kept on occluded skin
-            blur = self.model_side / item.crop.shape[0]
-            skin = _box_around(occluded > 1e-3, int(3 * blur) + 1)
+            pixel = self.model_side / item.crop.shape[0]  # one model pixel, area pixels
+            skin = box_around(occluded > 1e-3, int(3 * pixel) + 1)
             share = (self.s.occlusion_detail * np.minimum(occluded, weight)[skin])[..., None]
-            detail = skin, share * (warped[skin] - _blur(warped[skin], blur))
+            detail = skin, share * (warped[skin] - blur(warped[skin], pixel))
         out = warped  # blended in place: the warped photo is not needed after this
         out[part] += weight[part][..., None] * (gen - photo)
         if detail is not None:
@@ -600,7 +332,7 @@ class FullResComposer:
         inside = region[by0:by1, bx0:bx1] > 0
         if not inside.any():
             return result
-        rows, cols = _box_around(inside, 0)  # only where the region reaches
+        rows, cols = box_around(inside, 0)  # only where the region reaches
         weight = region[by0:by1, bx0:bx1][rows, cols][..., None]
         target = result[self.fy0:self.fy1, self.fx0:self.fx1][rows, cols]  # a view
         background = target.astype(np.float32)
