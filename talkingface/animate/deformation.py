@@ -97,13 +97,14 @@ def warp_native(source: np.ndarray, deformation: np.ndarray, correction: np.ndar
     grid = resized(deformation)  # S x S x 2
     if correction is not None:
         grid = grid + resized(correction)
+    if window is not None:
+        grid = grid[window]  # each output pixel depends on its own grid value only
     if sampling == "bicubic":
         image = torch.from_numpy(source).permute(2, 0, 1)[None]  # 1 x 3 x S x S, a view
-        warped = F.grid_sample(image, torch.from_numpy(grid)[None], mode="bicubic", padding_mode="reflection",
-                               align_corners=False)[0].permute(1, 2, 0).clamp_(0, 255).numpy()  # S x S x 3
+        warped = F.grid_sample(image, torch.from_numpy(np.ascontiguousarray(grid))[None], mode="bicubic",
+                               padding_mode="reflection", align_corners=False)[0].permute(1, 2, 0).clamp_(0, 255)
+        warped = warped.numpy()  # the grid's size x 3
     else:
-        if window is not None:
-            grid = grid[window]
         pixels = ((grid + 1) * size - 1) / 2  # grid units (align_corners=False) -> pixel centres
         maps = np.ascontiguousarray(pixels[..., 0]), np.ascontiguousarray(pixels[..., 1])
         # reflection about the edge, as torch's
@@ -115,15 +116,10 @@ def warp_native(source: np.ndarray, deformation: np.ndarray, correction: np.ndar
             warped[inner] = cv2.remap(source, maps[0][inner], maps[1][inner], cv2.INTER_LANCZOS4,
                                       borderMode=cv2.BORDER_REFLECT)
         np.clip(warped, 0, 255, out=warped)
-        if window is None:
-            return warped
-        window_pixels, warped = warped, source.copy()
-        warped[window] = window_pixels
-        return warped
     if window is None:
         return warped
     out = source.copy()
-    out[window] = warped[window]
+    out[window] = warped
     return out
 
 

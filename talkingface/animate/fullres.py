@@ -159,8 +159,8 @@ class FullResComposer:
         self.source_gap = float(np.linalg.norm(self.source_points[INNER_LIP_MIDDLE[0]]
                                                - self.source_points[INNER_LIP_MIDDLE[1]]))
         self.edge = feather_mask(n, settings.edge_feather)[..., 0]  # n x n
-        self.mouth = PhotoMouth(self.crop, self.source_points, self.face, settings.cavity_shade, settings.teeth_hint,
-                                settings.tongue)
+        self.mouth = PhotoMouth(self.crop_float, self.source_points, self.face, settings.cavity_shade,
+                                settings.teeth_hint, settings.tongue)
         self.snap_strength = np.full(len(self.source_points), settings.snap)
         self.snap_strength[np.concatenate([self.regions.inner_lips, self.regions.outer_lips])] = settings.lip_snap
         h, w = self.frame.shape[:2]

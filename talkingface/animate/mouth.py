@@ -19,12 +19,12 @@ class PhotoMouth:
 
     def __init__(self, crop: np.ndarray, source_points: np.ndarray, face: float,
                  cavity_shade: tuple[float, float], teeth_hint: tuple[float, float], tongue: tuple[float, float]):
-        """`crop`: n x n x 3 uint8, the source on the rendered area; `source_points`: N x 2 in its
-        pixels; `face`: the face size in pixels; the rest: FullResSettings' fields of those names."""
+        """`crop`: n x n x 3 float32 (0..255), the source on the rendered area; `source_points`:
+        N x 2 in its pixels; `face`: the face size in pixels; the rest: FullResSettings' fields of
+        those names."""
         import cv2
 
-        self.crop = crop
-        self.crop_float = crop.astype(np.float32)
+        self.crop = crop  # float32, 0..255
         self.size = n = crop.shape[0]
         self.source_points = source_points
         self.face = face
@@ -32,7 +32,8 @@ class PhotoMouth:
         self.cavity_shade, self.teeth_hint, self.tongue = cavity_shade, teeth_hint, tongue
         lips = self.regions
         ring = (fill(n, [source_points[lips.outer_lips]]) - fill(n, [source_points[lips.inner_lips]])) > 0.5
-        self.lip_colour = (crop[ring].mean(axis=0) if ring.any() else np.array([120.0, 60, 60])).astype(np.float32)
+        lip = crop[ring].mean(axis=0, dtype=np.float64) if ring.any() else np.array([120.0, 60, 60])
+        self.lip_colour = lip.astype(np.float32)
         self.tooth_colour = self._eye_white()
         # the photo's own mouth opening, a pixel in from its lips (what each jaw's teeth are taken from)
         self.photo_mouth = cv2.erode(fill(n, [source_points[self.regions.inner_lips]]), np.ones((3, 3), np.uint8))
@@ -83,7 +84,7 @@ class PhotoMouth:
         for jaw, share in ((top, 1 - lower), (bottom, lower)):
             shift = self.source_points[jaw] - points[jaw]
             mx, my = xs + np.float32(shift[0]), ys + np.float32(shift[1])
-            colour = cv2.remap(self.crop_float, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            colour = cv2.remap(self.crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             inside = cv2.remap(self.photo_mouth, mx, my, cv2.INTER_LINEAR, borderValue=0)
             side = along(mx, my, self.source_points) - 0.5  # the photo opening's half on this jaw's side
             inside *= np.clip((side if jaw == bottom else -side) * 4 + 0.5, 0, 1)

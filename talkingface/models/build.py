@@ -74,9 +74,7 @@ def build_generator(cfg: Config, spectral_norm: bool | None = None, initialise: 
     """The config's generator. `initialise=False` skips the random initialisation (0.6 s of the 1.4 s
     load of the official 256 model, benchmarks/results/bench_load.json) for a model whose every weight
     is loaded next, strictly."""
-    if initialise:
-        return MetaPortraitGenerator(*generator_specs(cfg, spectral_norm))
-    with _no_weight_fills():
+    with contextlib.nullcontext() if initialise else _no_weight_fills():
         return MetaPortraitGenerator(*generator_specs(cfg, spectral_norm))
 
 
