@@ -64,15 +64,42 @@ def test_round_trip_gives_identical_outputs(tmp_path, tiny):
 
 def test_a_generator_built_to_be_loaded_skips_only_the_random_fills(tiny):
     """initialise=False (load_generator's build: every weight is loaded next) gives the same
-    parameters and buffers, and torch.nn.init is itself again afterwards."""
+    parameters and buffers, and torch.nn.init fills again afterwards."""
     cfg, gen, _ = tiny
-    before = torch.nn.init.kaiming_uniform_
     bare = build_generator(cfg, initialise=False)
-    assert torch.nn.init.kaiming_uniform_ is before
     assert {k: v.shape for k, v in bare.state_dict().items()} == {k: v.shape for k, v in gen.state_dict().items()}
     weight = torch.zeros(4, 4)
     torch.nn.init.kaiming_uniform_(weight)
     assert weight.abs().sum() > 0  # the real fill again
+
+
+def test_skipping_the_fills_in_one_thread_leaves_other_threads_builds_initialised(tiny):
+    """The web app loads models (fills skipped) in several threads while others build models to
+    train: those must always be initialised, and the fills must work once every load is done."""
+    import threading
+
+    cfg, _, _ = tiny
+    stop = threading.Event()
+
+    def loading():
+        while not stop.is_set():
+            build_generator(cfg, initialise=False)
+
+    loaders = [threading.Thread(target=loading) for _ in range(2)]
+    for t in loaders:
+        t.start()
+    try:
+        for _ in range(8):
+            built = build_generator(cfg)
+            weights = [p for name, p in built.named_parameters() if name.endswith("weight") and p.dim() == 4]
+            assert all(float(w.detach().std()) > 0 and bool(torch.isfinite(w).all()) for w in weights)
+    finally:
+        stop.set()
+        for t in loaders:
+            t.join()
+    weight = torch.zeros(4, 4)
+    torch.nn.init.kaiming_uniform_(weight)
+    assert weight.abs().sum() > 0
 
 
 def test_the_non_finite_check_finds_nan_and_inf_and_passes_a_sum_that_overflows():

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 from typing import Iterator
 
 import torch
@@ -54,20 +56,43 @@ def generator_specs(cfg: Config, spectral_norm: bool | None = None) -> tuple[War
 # torch.nn.init's fills that modules' reset_parameters call; skipped when every weight is loaded next
 _INIT_FILLS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
                "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+_SKIP_FILLS = threading.local()  # .on: this thread is building a model that a strict load fills next
+_INSTALL_LOCK = threading.Lock()
+_installed = False
+
+
+def _install_skippable_fills() -> None:
+    """Once, on first use: wrap each of torch.nn.init's fills so that it does nothing in a thread
+    that asked to skip them (`_no_weight_fills`) and exactly what it did in every other thread.
+    (Swapping the functions in and out around a build instead raced: the web app loads models
+    in several threads at once, and one build's restore could leave the no-ops in place for all.)"""
+    global _installed
+    with _INSTALL_LOCK:
+        if _installed:
+            return
+        for name in _INIT_FILLS:
+            fill = getattr(torch.nn.init, name)
+
+            @functools.wraps(fill)
+            def skippable(tensor, *args, _fill=fill, **kwargs):
+                return tensor if getattr(_SKIP_FILLS, "on", False) else _fill(tensor, *args, **kwargs)
+
+            setattr(torch.nn.init, name, skippable)
+        _installed = True
 
 
 @contextlib.contextmanager
 def _no_weight_fills() -> Iterator[None]:
-    """Within the block torch.nn.init's fills leave tensors as they are (uninitialised memory).
-    Only for models whose every parameter and buffer is overwritten right after, by a strict load."""
-    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FILLS}
+    """Within the block, in this thread only, torch.nn.init's fills leave tensors as they are
+    (uninitialised memory). Only for models whose every parameter and buffer is overwritten right
+    after, by a strict load."""
+    _install_skippable_fills()
+    before = getattr(_SKIP_FILLS, "on", False)
+    _SKIP_FILLS.on = True
     try:
-        for name in _INIT_FILLS:
-            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
         yield
     finally:
-        for name, fill in saved.items():
-            setattr(torch.nn.init, name, fill)
+        _SKIP_FILLS.on = before
 
 
 def build_generator(cfg: Config, spectral_norm: bool | None = None, initialise: bool = True) -> MetaPortraitGenerator:
